@@ -1,0 +1,45 @@
+// Prometheus metrics. Delivery counts live as plain numbers in the hub (no metric call
+// per delivery); they are read when /metrics is scraped.
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { RedisBus } from '../src/redis-bus.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: { registry: Registry, published: Counter }
+  }
+}
+
+async function metrics (fastify: FastifyInstance): Promise<void> {
+  const registry = new Registry()
+  const { hub, bus } = fastify
+  collectDefaultMetrics({ register: registry })
+  const gauge = (name: string, help: string, read: () => number): void => {
+    // eslint-disable-next-line no-new
+    new Gauge({ name, help, registers: [registry], collect () { this.set(read()) } })
+  }
+  const total = (name: string, help: string, read: () => number): void => {
+    // eslint-disable-next-line no-new
+    new Counter({ name, help, registers: [registry], collect () { this.reset(); this.inc(read()) } })
+  }
+  gauge('sse_clients', 'Open SSE streams on this instance', () => hub.size)
+  gauge('sse_redis_connected', '1 when both Redis connections are up, else 0', () => fastify.isRedisConnected() ? 1 : 0)
+  total('sse_events_delivered_total', 'Frames written to client streams', () => hub.delivered)
+  total('sse_events_dropped_total', 'Frames lost with a client disconnected for being slow', () => hub.dropped)
+  total('sse_slow_clients_disconnected_total', 'Clients disconnected for exceeding CLIENT_BUFFER_BYTES', () => hub.slowDisconnected)
+  total('sse_events_replayed_total', 'Events replayed from history (client resume and instance catch-up)',
+    () => hub.replayed + (bus instanceof RedisBus ? bus.replayed : 0))
+  const published = new Counter({ name: 'sse_events_published_total', help: 'Events accepted by POST /notify', labelNames: ['fanout'], registers: [registry] })
+  const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers: [registry] })
+  const duration = new Histogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration', labelNames: ['method', 'route'], registers: [registry] })
+
+  fastify.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    requests.inc({ method: request.method, route, status: reply.statusCode })
+    duration.observe({ method: request.method, route }, reply.elapsedTime / 1000)
+  })
+  fastify.decorate('metrics', { registry, published })
+}
+
+export default fp(metrics, { name: 'metrics', fastify: '5.x', dependencies: ['sse'] })

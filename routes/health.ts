@@ -1,0 +1,16 @@
+// GET /health: ok, or degraded while a configured Redis is not connected.
+import type { FastifyInstance } from 'fastify'
+
+export default async function healthRoute (fastify: FastifyInstance, opts: { instanceId: string }): Promise<void> {
+  const configured = fastify.redis !== null
+  fastify.get('/health', async () => {
+    const connected = fastify.isRedisConnected()
+    return {
+      status: configured && !connected ? 'degraded' : 'ok',
+      mode: configured ? 'cluster' : 'single',
+      redis: { configured, connected },
+      instanceId: opts.instanceId,
+      clients: fastify.hub.size
+    }
+  })
+}

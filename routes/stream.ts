@@ -1,0 +1,85 @@
+// GET /stream: one SSE stream for one or more topics, plus broadcasts.
+import type { FastifyInstance } from 'fastify'
+import type { OutgoingHttpHeaders } from 'node:http'
+import { TOPIC_CHARS } from '../src/config.js'
+import { compareIds, isEventId } from '../src/event-id.js'
+import { encodePreamble } from '../src/frame.js'
+import { Client } from '../src/hub.js'
+
+type Query = Record<string, string | string[] | undefined>
+
+/** The stream's topics, or a message naming what is wrong with them. */
+export function parseTopics (raw: string | string[] | undefined, maxTopics: number, maxLength: number): string[] | string {
+  const list = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw]
+  if (list.length > maxTopics) return `at most ${maxTopics} topic parameters per stream, got ${list.length}`
+  for (const topic of list) {
+    if (topic.length === 0 || topic.length > maxLength || !TOPIC_CHARS.test(topic)) {
+      return `topic ${JSON.stringify(topic.slice(0, 200))} is invalid: 1-${maxLength} characters of A-Z a-z 0-9 _ . : @ / -`
+    }
+  }
+  return [...new Set(list)]
+}
+
+function resetFrame (last: string | null, reason: string): Buffer {
+  const id = last === null ? '' : `id: ${last}\n`
+  return Buffer.from(`${id}event: reset\ndata: ${JSON.stringify({ reason })}\n\n`)
+}
+
+export default async function streamRoute (fastify: FastifyInstance): Promise<void> {
+  const cfg = fastify.config
+  const { hub, bus } = fastify
+  const preamble = encodePreamble(cfg.RETRY_MS)
+  const retryAfter = String(Math.max(1, Math.ceil(cfg.RETRY_MS / 1000)))
+
+  fastify.get('/stream', async (request, reply) => {
+    const query = request.query as Query
+    const topics = parseTopics(query.topic, cfg.MAX_TOPICS_PER_STREAM, cfg.MAX_TOPIC_LENGTH)
+    if (typeof topics === 'string') return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: topics })
+    let lastId = request.headers['last-event-id'] ?? query.lastEventId
+    if (Array.isArray(lastId)) lastId = lastId[0]
+    if (lastId === '') lastId = undefined
+    if (lastId !== undefined && !isEventId(lastId)) {
+      return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'Last-Event-ID (or lastEventId) must be an id this service sent, like 1732600000000-0' })
+    }
+    if (hub.size >= cfg.MAX_CLIENTS) {
+      return reply.code(503).header('retry-after', retryAfter)
+        .send({ statusCode: 503, error: 'Service Unavailable', message: `this instance is at MAX_CLIENTS (${cfg.MAX_CLIENTS}) streams` })
+    }
+
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(200, {
+      ...(reply.getHeaders() as OutgoingHttpHeaders),
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+      connection: 'keep-alive'
+    })
+    res.write(preamble)
+    request.raw.socket.setNoDelay(true)
+    const client = new Client(res, topics)
+    res.on('close', () => {
+      client.closed = true
+      hub.remove(client)
+    })
+    if (lastId === undefined) {
+      hub.add(client)
+      return
+    }
+
+    // Hold live events, replay what was missed, then send the held ones newer than it.
+    hub.add(client, true)
+    let cursor = lastId
+    try {
+      const { events, gap, last } = await bus.history(topics, lastId)
+      if (gap) hub.replay(client, resetFrame(events.length === 0 ? last : null, 'history'))
+      for (const d of events) hub.replay(client, d.frame)
+      if (events.length > 0) cursor = events[events.length - 1].id!
+      else if (gap && last !== null && compareIds(last, cursor) > 0) cursor = last
+    } catch (err) {
+      request.log.warn({ err: (err as Error).message }, 'history unavailable: stream goes live without replay')
+      hub.replay(client, resetFrame(null, 'history-unavailable'))
+    }
+    hub.goLive(client, cursor)
+  })
+}

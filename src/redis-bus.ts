@@ -1,0 +1,245 @@
+// The cluster bus. One Lua script gives each event an id, appends it to the history
+// stream of each of its topics and publishes it, atomically: Redis runs scripts one at
+// a time, so the publish order is the id order on every instance. Every instance, the
+// publishing one included, delivers only what comes back through Pub/Sub, in that order.
+import type { Redis } from 'ioredis'
+import { DegradedError, type Bus, type HistoryResult, type Outgoing, type PublishResult } from './bus.js'
+import { compareIds } from './event-id.js'
+import { encodeFrame } from './frame.js'
+import type { Delivery } from './hub.js'
+
+const ID_HELPERS = `
+local function parse (id)
+  local a, b = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(a), tonumber(b)
+end
+local function gt (a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am > bm or (am == bm and as > bs)
+end
+local function now_ms ()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`
+
+// KEYS[1] last id; ARGV: prefix, maxlen, ttl ms, channel, then topics/body pairs.
+// Topics are joined by ','; '' is a broadcast. Returns the ids.
+const PUBLISH_SCRIPT = ID_HELPERS + `
+local prefix, maxlen, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now = now_ms()
+local ms, seq = 0, -1
+local last = redis.call('GET', KEYS[1])
+if last then ms, seq = parse(last) end
+local ids, parts = {}, {}
+for i = 5, #ARGV, 2 do
+  local topics, body = ARGV[i], ARGV[i + 1]
+  if now > ms then ms, seq = now, 0 else seq = seq + 1 end
+  local id = string.format('%d-%d', ms, seq)
+  ids[#ids + 1] = id
+  local keys = {}
+  if topics == '' then
+    keys[1] = prefix .. 'b'
+  else
+    for topic in string.gmatch(topics, '[^,]+') do keys[#keys + 1] = prefix .. 't:' .. topic end
+  end
+  for _, key in ipairs(keys) do
+    redis.call('XADD', key, 'MAXLEN', maxlen, id, 't', topics, 'b', body)
+    if ttl > 0 then
+      redis.call('XTRIM', key, 'MINID', string.format('%d', now - ttl))
+      redis.call('PEXPIRE', key, ttl)
+    end
+  end
+  parts[#parts + 1] = id .. '\\n' .. topics .. '\\n' .. #body .. '\\n' .. body
+end
+redis.call('SET', KEYS[1], ids[#ids])
+redis.call('PUBLISH', channel, table.concat(parts))
+return ids
+`
+
+// KEYS[1] last id; ARGV: after id, ttl ms, then stream keys.
+// Returns { last id, gap 0/1, then id/topics/body triplets (unsorted, may repeat) }.
+const HISTORY_SCRIPT = ID_HELPERS + `
+local after, ttl = ARGV[1], tonumber(ARGV[2])
+local last = redis.call('GET', KEYS[1])
+if not last or gt(after, last) then return { last or '', 1 } end
+if not gt(last, after) then return { last, 0 } end
+local gap = 0
+if ttl > 0 and parse(after) < now_ms() - ttl then gap = 1 end
+local out = { last, 0 }
+for i = 3, #ARGV do
+  local key = ARGV[i]
+  if redis.call('EXISTS', key) == 1 then
+    local info = redis.call('XINFO', 'STREAM', key)
+    for j = 1, #info, 2 do
+      if info[j] == 'max-deleted-entry-id' and gt(info[j + 1], after) then gap = 1 end
+    end
+    for _, e in ipairs(redis.call('XRANGE', key, '(' .. after, '+')) do
+      out[#out + 1] = e[1]
+      out[#out + 1] = e[2][2]
+      out[#out + 1] = e[2][4]
+    end
+  end
+end
+out[2] = gap
+return out
+`
+
+interface BusCommands {
+  ssePublish (key: string, ...args: Array<string | number>): Promise<string[]>
+  sseHistory (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
+}
+
+export interface RedisBusOptions {
+  pub: Redis
+  sub: Redis
+  prefix: string
+  historySize: number
+  historyTtlMs: number
+  /** Refuse publishes while Redis is down instead of delivering on this instance only. */
+  rejectWhenDegraded: boolean
+  deliver: (d: Delivery) => void
+  /** Topics with local clients: what to catch up on after an outage. */
+  topics: () => string[]
+  /** History no longer holds all that was missed: the clients must resume on their own. */
+  onGap: () => void
+  onError: (err: Error, what: string) => void
+}
+
+export class RedisBus implements Bus {
+  readonly mode = 'cluster' as const
+  private readonly opts: RedisBusOptions
+  private readonly pub: Redis & BusCommands
+  private readonly channel: string
+  private readonly lastKey: string
+  /** Id of the newest event handed to the hub; later ones only, after a catch-up. */
+  private cursor: string | null = null
+  /** Live messages held while catching up from history. */
+  private held: Buffer[] | null = null
+  private subscribed = false
+  private generation = 0
+  private closing = false
+  replayed = 0
+
+  constructor (opts: RedisBusOptions) {
+    this.opts = opts
+    this.pub = opts.pub as Redis & BusCommands
+    this.channel = opts.prefix + 'events'
+    this.lastKey = opts.prefix + 'last'
+    this.pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
+    this.pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
+    opts.sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.onMessage(message))
+    opts.sub.on('ready', () => { this.onSubReady().catch(err => opts.onError(err, 'subscribe')) })
+    opts.sub.on('close', () => { this.subscribed = false })
+    if (opts.sub.status === 'ready') this.onSubReady().catch(err => opts.onError(err, 'subscribe'))
+  }
+
+  connected (): boolean {
+    return this.subscribed && this.pub.status === 'ready'
+  }
+
+  async publish (events: Outgoing[]): Promise<PublishResult> {
+    if (this.pub.status !== 'ready') return this.publishLocal(events)
+    const args: Array<string | number> = [this.opts.prefix, this.opts.historySize, this.opts.historyTtlMs, this.channel]
+    for (const e of events) args.push(e.topics === null ? '' : e.topics.join(','), e.body)
+    const ids = await this.pub.ssePublish(this.lastKey, ...args)
+    return { ids, fanout: 'cluster' }
+  }
+
+  async history (topics: string[], after: string): Promise<HistoryResult> {
+    const keys = [this.opts.prefix + 'b']
+    for (const t of topics) keys.push(this.opts.prefix + 't:' + t)
+    const out = await this.pub.sseHistory(this.lastKey, after, this.opts.historyTtlMs, ...keys)
+    const byId = new Map<string, Delivery>()
+    for (let i = 2; i < out.length; i += 3) {
+      const id = String(out[i])
+      if (byId.has(id)) continue
+      const field = String(out[i + 1])
+      byId.set(id, { id, topics: field === '' ? null : field.split(','), frame: encodeFrame(id, String(out[i + 2])) })
+    }
+    const events = [...byId.values()].sort((a, b) => compareIds(a.id!, b.id!))
+    return { events, gap: out[1] === 1, last: out[0] === '' ? null : String(out[0]) }
+  }
+
+  async close (): Promise<void> {
+    this.closing = true
+    if (this.opts.sub.status === 'ready') await this.opts.sub.unsubscribe(this.channel).catch(() => {})
+  }
+
+  private publishLocal (events: Outgoing[]): PublishResult {
+    if (this.opts.rejectWhenDegraded) throw new DegradedError()
+    for (const e of events) this.opts.deliver({ id: null, topics: e.topics, frame: encodeFrame(null, e.body) })
+    return { ids: events.map(() => null), fanout: 'local' }
+  }
+
+  private onMessage (message: Buffer): void {
+    if (this.held !== null) {
+      this.held.push(message)
+      return
+    }
+    this.deliverBatch(message)
+  }
+
+  // A message is records of "<id>\n<topics>\n<body bytes>\n<body>", see PUBLISH_SCRIPT.
+  private deliverBatch (message: Buffer): void {
+    let pos = 0
+    while (pos < message.length) {
+      const a = message.indexOf(10, pos)
+      const b = message.indexOf(10, a + 1)
+      const c = message.indexOf(10, b + 1)
+      const id = message.toString('latin1', pos, a)
+      const end = c + 1 + Number(message.toString('latin1', b + 1, c))
+      pos = end
+      if (this.cursor !== null && compareIds(id, this.cursor) <= 0) continue
+      this.cursor = id
+      const field = message.toString('utf8', a + 1, b)
+      const head = Buffer.from(`id: ${id}\n`)
+      this.opts.deliver({
+        id,
+        topics: field === '' ? null : field.split(','),
+        frame: Buffer.concat([head, message.subarray(c + 1, end)], head.length + end - c - 1)
+      })
+    }
+  }
+
+  // (Re)connected: subscribe, then fetch from history what was published while away,
+  // holding live messages until it is delivered. The id cursor drops the overlap.
+  private async onSubReady (): Promise<void> {
+    if (this.closing) return
+    const generation = ++this.generation
+    this.held ??= []
+    try {
+      await this.opts.sub.subscribe(this.channel)
+    } catch (err) {
+      this.opts.onError(err as Error, 'subscribe')
+      return // the next 'ready' tries again; held messages wait for it
+    }
+    this.subscribed = true
+    while (this.cursor !== null && !this.closing && generation === this.generation) {
+      try {
+        await this.catchUp(this.cursor)
+        break
+      } catch (err) {
+        this.opts.onError(err as Error, 'catch-up')
+        if (this.opts.sub.status !== 'ready') return
+        await new Promise(resolve => setTimeout(resolve, 500))
+      }
+    }
+    if (generation !== this.generation) return
+    const held = this.held
+    this.held = null
+    for (const message of held) this.deliverBatch(message)
+  }
+
+  private async catchUp (after: string): Promise<void> {
+    const { events, gap } = await this.history(this.opts.topics(), after)
+    if (gap) this.opts.onGap()
+    for (const d of events) {
+      if (compareIds(d.id!, this.cursor!) <= 0) continue
+      this.cursor = d.id
+      this.replayed++
+      this.opts.deliver(d)
+    }
+  }
+}

@@ -1,0 +1,146 @@
+// Real instances on real sockets, and raw SSE clients that record what they receive.
+import type { FastifyInstance } from 'fastify'
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http'
+import { buildApp } from '../../src/app.js'
+
+export interface Instance {
+  app: FastifyInstance
+  url: string
+}
+
+export async function startInstance (config: Record<string, unknown> = {}): Promise<Instance> {
+  const app = await buildApp({
+    env: false,
+    logger: false,
+    config: { PORT: 0, HOST: '127.0.0.1', REDIS_CONNECT_TIMEOUT_MS: 500, ...config }
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  return { app, url: `http://127.0.0.1:${port}` }
+}
+
+export interface SseEvent {
+  id?: string
+  event?: string
+  data: string
+}
+
+/** A raw SSE client: parses frames as a browser would, keeps every event and comment. */
+export class SseClient {
+  readonly events: SseEvent[] = []
+  readonly comments: string[] = []
+  raw = ''
+  status = 0
+  headers: IncomingMessage['headers'] = {}
+  ended = false
+  private req: ClientRequest | null = null
+  private res: IncomingMessage | null = null
+  private buffer = ''
+  private waiters: Array<() => void> = []
+
+  /** Opens a stream; resolves once the response headers arrived. */
+  static async open (url: string, headers: Record<string, string> = {}): Promise<SseClient> {
+    const client = new SseClient()
+    await new Promise<void>((resolve, reject) => {
+      const req = httpRequest(url, { headers: { accept: 'text/event-stream', ...headers } }, res => {
+        client.res = res
+        client.status = res.statusCode ?? 0
+        client.headers = res.headers
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => client.onData(chunk))
+        res.on('end', () => client.onEnd())
+        res.on('close', () => client.onEnd())
+        resolve()
+      })
+      req.on('error', err => { client.onEnd(); reject(err) })
+      req.end()
+      client.req = req
+    })
+    return client
+  }
+
+  get lastEventId (): string | undefined {
+    for (let i = this.events.length - 1; i >= 0; i--) if (this.events[i].id !== undefined) return this.events[i].id
+    return undefined
+  }
+
+  /** Resolves when `predicate` holds, rejects after `ms`. */
+  async until (predicate: (c: SseClient) => boolean, ms = 5000, what = 'condition'): Promise<void> {
+    const deadline = Date.now() + ms
+    while (!predicate(this)) {
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${this.events.length} events, ended=${this.ended}`)
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, left)
+        this.waiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
+  }
+
+  async untilEvents (n: number, ms = 5000): Promise<void> {
+    await this.until(c => c.events.length >= n, ms, `${n} events`)
+  }
+
+  /** Stops reading without closing: the server's send buffer fills up. */
+  pauseReading (): void {
+    this.res?.pause()
+    this.res?.socket.pause()
+  }
+
+  close (): void {
+    this.req?.destroy()
+  }
+
+  private onData (chunk: string): void {
+    this.raw += chunk
+    this.buffer += chunk
+    let end
+    while ((end = this.buffer.indexOf('\n\n')) !== -1) {
+      const block = this.buffer.slice(0, end)
+      this.buffer = this.buffer.slice(end + 2)
+      this.parseBlock(block)
+    }
+    this.wake()
+  }
+
+  private parseBlock (block: string): void {
+    const data: string[] = []
+    const ev: SseEvent = { data: '' }
+    let hasData = false
+    for (const line of block.split('\n')) {
+      if (line.startsWith(':')) { this.comments.push(line.slice(1).trim()); continue }
+      const colon = line.indexOf(':')
+      const field = colon === -1 ? line : line.slice(0, colon)
+      let value = colon === -1 ? '' : line.slice(colon + 1)
+      if (value.startsWith(' ')) value = value.slice(1)
+      if (field === 'data') { data.push(value); hasData = true } else if (field === 'id') ev.id = value
+      else if (field === 'event') ev.event = value
+    }
+    if (!hasData) return
+    ev.data = data.join('\n')
+    this.events.push(ev)
+  }
+
+  private onEnd (): void {
+    this.ended = true
+    this.wake()
+  }
+
+  private wake (): void {
+    const waiters = this.waiters
+    this.waiters = []
+    for (const w of waiters) w()
+  }
+}
+
+export async function notify (url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, body: any, headers: Headers }> {
+  const res = await fetch(`${url}/notify`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body)
+  })
+  const text = await res.text()
+  let parsed: unknown = text
+  try { parsed = JSON.parse(text) } catch {}
+  return { status: res.status, body: parsed, headers: res.headers }
+}
