@@ -27,7 +27,7 @@ end
 // KEYS[1] last id; ARGV: prefix, maxlen, ttl ms, channel, then topics/body pairs.
 // Topics are joined by ','; '' is a broadcast. Returns the ids.
 const PUBLISH_SCRIPT = ID_HELPERS + `
-local prefix, maxlen, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local prefix, maxlen, ttl, channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
 local ms, seq = 0, -1
 local last = redis.call('GET', KEYS[1])
@@ -45,7 +45,13 @@ for i = 5, #ARGV, 2 do
     for topic in string.gmatch(topics, '[^,]+') do keys[#keys + 1] = prefix .. 't:' .. topic end
   end
   for _, key in ipairs(keys) do
-    redis.call('XADD', key, 'MAXLEN', maxlen, id, 't', topics, 'b', body)
+    redis.call('XADD', key, id, 't', topics, 'b', body)
+    -- Trim with XDEL, not MAXLEN: only XDEL moves max-deleted-entry-id, which tells
+    -- a resuming client whether history still covers it.
+    local excess = redis.call('XLEN', key) - maxlen
+    if excess > 0 then
+      for _, e in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT', excess)) do redis.call('XDEL', key, e[1]) end
+    end
     if ttl > 0 then
       redis.call('XTRIM', key, 'MINID', string.format('%d', now - ttl))
       redis.call('PEXPIRE', key, ttl)

@@ -1,17 +1,17 @@
 // Real instances on real sockets, and raw SSE clients that record what they receive.
 import type { FastifyInstance } from 'fastify'
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http'
-import { buildApp } from '../../src/app.js'
+import { buildApp, type AppOptions } from '../../src/app.js'
 
 export interface Instance {
   app: FastifyInstance
   url: string
 }
 
-export async function startInstance (config: Record<string, unknown> = {}): Promise<Instance> {
+export async function startInstance (config: Record<string, unknown> = {}, logger: AppOptions['logger'] = false): Promise<Instance> {
   const app = await buildApp({
     env: false,
-    logger: false,
+    logger,
     config: { PORT: 0, HOST: '127.0.0.1', REDIS_CONNECT_TIMEOUT_MS: 500, ...config }
   })
   await app.listen({ port: 0, host: '127.0.0.1' })

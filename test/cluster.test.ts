@@ -1,0 +1,114 @@
+// Three instances sharing one real redis-server: exactly once, same order everywhere.
+import { EventSource } from 'eventsource'
+import t from 'tap'
+import { compareIds } from '../src/event-id.js'
+import { notify, SseClient, startInstance, type Instance } from './helpers/instance.js'
+import { TestRedis } from './helpers/redis.js'
+
+const redis = await TestRedis.start()
+t.teardown(() => redis.stop())
+
+async function cluster (n: number, config: Record<string, unknown> = {}): Promise<Instance[]> {
+  const prefix = `c${Math.random().toString(36).slice(2, 8)}:`
+  return Promise.all(Array.from({ length: n }, () => startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: prefix, ...config })))
+}
+
+t.test('an event posted to any instance reaches clients of every instance exactly once, in one order', async t => {
+  const nodes = await cluster(3)
+  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
+  for (const n of nodes) {
+    const health = await (await fetch(`${n.url}/health`)).json()
+    t.match(health, { status: 'ok', mode: 'cluster', redis: { configured: true, connected: true } })
+  }
+  // Two raw clients per instance on topic "orders", one on "orders"+"users".
+  const clients: SseClient[] = []
+  for (const n of nodes) {
+    clients.push(await SseClient.open(`${n.url}/stream?topic=orders`))
+    clients.push(await SseClient.open(`${n.url}/stream?topic=orders&topic=users`))
+  }
+  t.teardown(() => clients.forEach(c => c.close()))
+  // A real EventSource client on instance 2.
+  const esEvents: Array<{ id: string, data: string }> = []
+  const es = new EventSource(`${nodes[2].url}/stream?topic=orders`)
+  t.teardown(() => es.close())
+  es.addEventListener('created', e => esEvents.push({ id: e.lastEventId, data: e.data }))
+  await new Promise<void>((resolve, reject) => { es.onopen = () => resolve(); es.onerror = reject })
+
+  // 20 rounds; in each, all three instances publish at once (overlapping), some to two topics.
+  const ids: string[] = []
+  for (let round = 0; round < 20; round++) {
+    const results = await Promise.all(nodes.map((n, i) => notify(n.url, {
+      topic: i === 1 ? ['orders', 'users'] : 'orders',
+      event: 'created',
+      data: { round, from: i }
+    })))
+    for (const r of results) {
+      t.equal(r.status, 202)
+      t.equal(r.body.fanout, 'cluster')
+      ids.push(r.body.id)
+    }
+  }
+  t.equal(new Set(ids).size, 60, 'every event got its own id')
+  for (const c of clients) await c.untilEvents(60)
+  await new Promise(resolve => setTimeout(resolve, 200)) // time for any duplicate to show up
+  const reference = clients[0].events.map(e => e.id)
+  t.same([...reference].sort(), [...ids].sort(), 'the first client got every event')
+  for (const [i, c] of clients.entries()) {
+    t.equal(c.events.length, 60, `client ${i} got each event exactly once`)
+    t.same(c.events.map(e => e.id), reference, `client ${i} saw the same order`)
+  }
+  t.same(esEvents.map(e => e.id), reference, 'the EventSource client saw the same events in the same order')
+  const sorted = [...reference].sort((a, b) => compareIds(a!, b!))
+  t.same(reference, sorted, 'delivery order is id order')
+})
+
+t.test('broadcasts reach every client on every instance', async t => {
+  const nodes = await cluster(3)
+  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
+  const clients = await Promise.all(nodes.flatMap(n => [
+    SseClient.open(`${n.url}/stream`),
+    SseClient.open(`${n.url}/stream?topic=anything`)
+  ]))
+  t.teardown(() => clients.forEach(c => c.close()))
+  const res = await notify(nodes[1].url, [{ data: 'hello all' }, { topic: 'nobody', data: 'x' }])
+  t.equal(res.status, 202)
+  for (const c of clients) await c.untilEvents(1)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  for (const c of clients) t.same(c.events, [{ id: res.body.ids[0], data: 'hello all' }])
+})
+
+t.test('a client that missed 100 events resumes on another instance with no gap and no duplicate', async t => {
+  const nodes = await cluster(2)
+  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
+  const first = await SseClient.open(`${nodes[0].url}/stream?topic=r`)
+  await notify(nodes[0].url, { topic: 'r', data: 0 })
+  await first.untilEvents(1)
+  first.close()
+  for (let i = 1; i <= 100; i++) await notify(nodes[i % 2].url, { topic: 'r', data: i })
+  const resumed = await SseClient.open(`${nodes[1].url}/stream?topic=r`, { 'last-event-id': first.lastEventId! })
+  t.teardown(() => resumed.close())
+  // Publishes racing with the replay must land after it, once.
+  const racing = Promise.all([101, 102, 103].map(i => notify(nodes[i % 2].url, { topic: 'r', data: i })))
+  await racing
+  await resumed.untilEvents(103)
+  await new Promise(resolve => setTimeout(resolve, 200))
+  t.same(resumed.events.map(e => Number(e.data)).slice(0, 100), Array.from({ length: 100 }, (_, i) => i + 1), 'the 100 missed events, in order')
+  t.same(resumed.events.map(e => Number(e.data)).slice(100).sort(), [101, 102, 103], 'then the racing ones')
+  t.equal(resumed.events.length, 103, 'nothing twice')
+})
+
+t.test('resume from an id older than the history gets the reset event', async t => {
+  const nodes = await cluster(2, { HISTORY_SIZE: 5 })
+  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
+  const first = await notify(nodes[0].url, { topic: 'g', data: 0 })
+  for (let i = 1; i <= 10; i++) await notify(nodes[0].url, { topic: 'g', data: i })
+  const c = await SseClient.open(`${nodes[1].url}/stream?topic=g`, { 'last-event-id': first.body.id })
+  t.teardown(() => c.close())
+  await c.untilEvents(6)
+  t.equal(c.events[0].event, 'reset')
+  t.same(c.events.slice(1).map(e => Number(e.data)), [6, 7, 8, 9, 10])
+  const unknown = await SseClient.open(`${nodes[1].url}/stream?topic=g`, { 'last-event-id': '99999999999999-0' })
+  t.teardown(() => unknown.close())
+  await unknown.untilEvents(1)
+  t.equal(unknown.events[0].event, 'reset', 'an id from the future is unknown: reset')
+})
