@@ -26,6 +26,8 @@ async function sse (fastify: FastifyInstance): Promise<void> {
       pub: fastify.redis.pub,
       sub: fastify.redis.sub,
       prefix: cfg.REDIS_PREFIX,
+      instanceId: fastify.instanceId,
+      outboxLimit: cfg.OUTBOX_MAX_EVENTS,
       historySize: cfg.HISTORY_SIZE,
       historyTtlMs: cfg.HISTORY_TTL_MS,
       rejectWhenDegraded: cfg.PUBLISH_WHEN_DEGRADED === 'reject',

@@ -1,7 +1,7 @@
 // GET /health: ok, or degraded while a configured Redis is not connected.
 import type { FastifyInstance } from 'fastify'
 
-export default async function healthRoute (fastify: FastifyInstance, opts: { instanceId: string }): Promise<void> {
+export default async function healthRoute (fastify: FastifyInstance): Promise<void> {
   const configured = fastify.redis !== null
   fastify.get('/health', async () => {
     const connected = fastify.isRedisConnected()
@@ -9,7 +9,7 @@ export default async function healthRoute (fastify: FastifyInstance, opts: { ins
       status: configured && !connected ? 'degraded' : 'ok',
       mode: configured ? 'cluster' : 'single',
       redis: { configured, connected },
-      instanceId: opts.instanceId,
+      instanceId: fastify.instanceId,
       clients: fastify.hub.size
     }
   })

@@ -12,6 +12,13 @@ import metricsRoute from '../routes/metrics.js'
 import notifyRoute from '../routes/notify.js'
 import streamRoute from '../routes/stream.js'
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** This instance's name in /health and in Redis (events it delivered itself). */
+    instanceId: string
+  }
+}
+
 export interface AppOptions {
   /** Settings that win over the environment (names as in .env.example). */
   config?: Record<string, unknown>
@@ -32,13 +39,14 @@ export async function buildApp (opts: AppOptions = {}): Promise<FastifyInstance>
     return503OnClosing: true
   })
   const instanceId = opts.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+  app.decorate('instanceId', instanceId)
   await app.register(configPlugin, { values: opts.config, env: opts.env })
   await app.register(redisPlugin)
   await app.register(ssePlugin)
   await app.register(metricsPlugin)
   await app.register(streamRoute)
   await app.register(notifyRoute)
-  await app.register(healthRoute, { instanceId })
+  await app.register(healthRoute)
   await app.register(metricsRoute)
   return app
 }

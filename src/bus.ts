@@ -29,8 +29,10 @@ export interface Bus {
 
 /** Raised when Redis is configured but down and the service is set to refuse publishes. */
 export class DegradedError extends Error {
-  constructor () {
-    super('Redis is unreachable and PUBLISH_WHEN_DEGRADED=reject: retry later')
+  constructor (outboxLimit?: number) {
+    super(outboxLimit === undefined
+      ? 'Redis is unreachable and PUBLISH_WHEN_DEGRADED=reject: retry later'
+      : `Redis is unreachable and ${outboxLimit} events already wait for it (OUTBOX_MAX_EVENTS): retry later`)
     this.name = 'DegradedError'
   }
 }

@@ -11,6 +11,7 @@ export const configSchema = {
     REDIS_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9_.:-]{1,64}$', default: 'sse:', description: 'Prefix of every Redis key and channel' },
     REDIS_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 1000, description: 'How long the start waits for Redis before going on degraded' },
     PUBLISH_WHEN_DEGRADED: { type: 'string', enum: ['local', 'reject'], default: 'local', description: 'Redis down: deliver on this instance only (local) or answer 503 (reject)' },
+    OUTBOX_MAX_EVENTS: { type: 'integer', minimum: 0, default: 10000, description: 'Events accepted during a Redis outage that wait to reach the other instances; past it, 503' },
     HEARTBEAT_INTERVAL_MS: { type: 'integer', minimum: 100, default: 15000, description: 'Comment line on idle streams this often' },
     HEARTBEAT_EVENT: { type: 'string', pattern: '^([A-Za-z0-9_.:-]{1,64})?$', default: '', description: 'Send the heartbeat as this named event instead of a comment' },
     RETRY_MS: { type: 'integer', minimum: 0, default: 2000, description: 'Reconnection delay sent to clients in the retry: line' },
@@ -34,6 +35,7 @@ export interface Config {
   REDIS_PREFIX: string
   REDIS_CONNECT_TIMEOUT_MS: number
   PUBLISH_WHEN_DEGRADED: 'local' | 'reject'
+  OUTBOX_MAX_EVENTS: number
   HEARTBEAT_INTERVAL_MS: number
   HEARTBEAT_EVENT: string
   RETRY_MS: number

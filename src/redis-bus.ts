@@ -24,8 +24,9 @@ local function now_ms ()
 end
 `
 
-// KEYS[1] last id; ARGV: prefix, maxlen, ttl ms, channel, then topics/body pairs.
-// Topics are joined by ','; '' is a broadcast. Returns the ids.
+// KEYS[1] last id; ARGV: prefix, maxlen, ttl ms, channel, then topics/origin/body triples.
+// Topics are joined by ','; '' is a broadcast. Origin names the instance that already
+// delivered the event itself during an outage ('' normally). Returns the ids.
 const PUBLISH_SCRIPT = ID_HELPERS + `
 local prefix, maxlen, ttl, channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
@@ -33,8 +34,8 @@ local ms, seq = 0, -1
 local last = redis.call('GET', KEYS[1])
 if last then ms, seq = parse(last) end
 local ids, parts = {}, {}
-for i = 5, #ARGV, 2 do
-  local topics, body = ARGV[i], ARGV[i + 1]
+for i = 5, #ARGV, 3 do
+  local topics, origin, body = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if now > ms then ms, seq = now, 0 else seq = seq + 1 end
   local id = string.format('%d-%d', ms, seq)
   ids[#ids + 1] = id
@@ -45,7 +46,7 @@ for i = 5, #ARGV, 2 do
     for topic in string.gmatch(topics, '[^,]+') do keys[#keys + 1] = prefix .. 't:' .. topic end
   end
   for _, key in ipairs(keys) do
-    redis.call('XADD', key, id, 't', topics, 'b', body)
+    redis.call('XADD', key, id, 't', topics, 'o', origin, 'b', body)
     -- Trim with XDEL, not MAXLEN: only XDEL moves max-deleted-entry-id, which tells
     -- a resuming client whether history still covers it.
     local excess = redis.call('XLEN', key) - maxlen
@@ -57,24 +58,25 @@ for i = 5, #ARGV, 2 do
       redis.call('PEXPIRE', key, ttl)
     end
   end
-  parts[#parts + 1] = id .. '\\n' .. topics .. '\\n' .. #body .. '\\n' .. body
+  parts[#parts + 1] = id .. '\\n' .. topics .. '\\n' .. origin .. '\\n' .. #body .. '\\n' .. body
 end
 redis.call('SET', KEYS[1], ids[#ids])
 redis.call('PUBLISH', channel, table.concat(parts))
 return ids
 `
 
-// KEYS[1] last id; ARGV: after id, ttl ms, then stream keys.
-// Returns { last id, gap 0/1, then id/topics/body triplets (unsorted, may repeat) }.
+// KEYS[1] last id; ARGV: after id, ttl ms, unknown-is-gap 0/1, then stream keys.
+// Returns { last id, gap 0/1, then id/topics/origin/body quads (unsorted, may repeat) }.
 const HISTORY_SCRIPT = ID_HELPERS + `
-local after, ttl = ARGV[1], tonumber(ARGV[2])
+local after, ttl, unknown_gap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local last = redis.call('GET', KEYS[1])
-if not last or gt(after, last) then return { last or '', 1 } end
+if not last then return { '', unknown_gap } end
+if gt(after, last) then return { last, unknown_gap } end
 if not gt(last, after) then return { last, 0 } end
 local gap = 0
 if ttl > 0 and parse(after) < now_ms() - ttl then gap = 1 end
 local out = { last, 0 }
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local key = ARGV[i]
   if redis.call('EXISTS', key) == 1 then
     local info = redis.call('XINFO', 'STREAM', key)
@@ -85,6 +87,7 @@ for i = 3, #ARGV do
       out[#out + 1] = e[1]
       out[#out + 1] = e[2][2]
       out[#out + 1] = e[2][4]
+      out[#out + 1] = e[2][6]
     end
   end
 end
@@ -97,14 +100,24 @@ interface BusCommands {
   sseHistory (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
 }
 
+/** A history entry, with the instance that delivered it itself during an outage. */
+interface Stored extends Delivery {
+  id: string
+  origin: string
+}
+
 export interface RedisBusOptions {
   pub: Redis
   sub: Redis
   prefix: string
+  /** Tags the events this instance delivered itself while Redis was down. */
+  instanceId: string
   historySize: number
   historyTtlMs: number
   /** Refuse publishes while Redis is down instead of delivering on this instance only. */
   rejectWhenDegraded: boolean
+  /** Events accepted during an outage that wait for Redis; past it, publishes get 503. */
+  outboxLimit: number
   deliver: (d: Delivery) => void
   /** Topics with local clients: what to catch up on after an outage. */
   topics: () => string[]
@@ -121,8 +134,13 @@ export class RedisBus implements Bus {
   private readonly lastKey: string
   /** Id of the newest event handed to the hub; later ones only, after a catch-up. */
   private cursor: string | null = null
+  /** Before the first event, catch up from the start: clients may have come first. */
+  private readonly since = `${Date.now()}-0`
   /** Live messages held while catching up from history. */
   private held: Buffer[] | null = null
+  /** Events delivered here during an outage, to be published once Redis is back. */
+  private readonly outbox: Outgoing[] = []
+  private flushing = false
   private subscribed = false
   private generation = 0
   private closing = false
@@ -138,6 +156,7 @@ export class RedisBus implements Bus {
     opts.sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.onMessage(message))
     opts.sub.on('ready', () => { this.onSubReady().catch(err => opts.onError(err, 'subscribe')) })
     opts.sub.on('close', () => { this.subscribed = false })
+    opts.pub.on('ready', () => { this.flush() })
     if (opts.sub.status === 'ready') this.onSubReady().catch(err => opts.onError(err, 'subscribe'))
   }
 
@@ -145,27 +164,20 @@ export class RedisBus implements Bus {
     return this.subscribed && this.pub.status === 'ready'
   }
 
+  /** Events waiting for Redis to come back. */
+  get queued (): number {
+    return this.outbox.length
+  }
+
   async publish (events: Outgoing[]): Promise<PublishResult> {
-    if (this.pub.status !== 'ready') return this.publishLocal(events)
-    const args: Array<string | number> = [this.opts.prefix, this.opts.historySize, this.opts.historyTtlMs, this.channel]
-    for (const e of events) args.push(e.topics === null ? '' : e.topics.join(','), e.body)
-    const ids = await this.pub.ssePublish(this.lastKey, ...args)
+    // While the outbox drains, new events queue behind it to keep this instance's order.
+    if (this.pub.status !== 'ready' || this.outbox.length > 0) return this.publishLocal(events)
+    const ids = await this.send(events, '')
     return { ids, fanout: 'cluster' }
   }
 
   async history (topics: string[], after: string): Promise<HistoryResult> {
-    const keys = [this.opts.prefix + 'b']
-    for (const t of topics) keys.push(this.opts.prefix + 't:' + t)
-    const out = await this.pub.sseHistory(this.lastKey, after, this.opts.historyTtlMs, ...keys)
-    const byId = new Map<string, Delivery>()
-    for (let i = 2; i < out.length; i += 3) {
-      const id = String(out[i])
-      if (byId.has(id)) continue
-      const field = String(out[i + 1])
-      byId.set(id, { id, topics: field === '' ? null : field.split(','), frame: encodeFrame(id, String(out[i + 2])) })
-    }
-    const events = [...byId.values()].sort((a, b) => compareIds(a.id!, b.id!))
-    return { events, gap: out[1] === 1, last: out[0] === '' ? null : String(out[0]) }
+    return this.read(topics, after, true)
   }
 
   async close (): Promise<void> {
@@ -173,10 +185,53 @@ export class RedisBus implements Bus {
     if (this.opts.sub.status === 'ready') await this.opts.sub.unsubscribe(this.channel).catch(() => {})
   }
 
+  private async send (events: Outgoing[], origin: string): Promise<string[]> {
+    const args: Array<string | number> = [this.opts.prefix, this.opts.historySize, this.opts.historyTtlMs, this.channel]
+    for (const e of events) args.push(e.topics === null ? '' : e.topics.join(','), origin, e.body)
+    return this.pub.ssePublish(this.lastKey, ...args)
+  }
+
+  private async read (topics: string[], after: string, unknownIsGap: boolean): Promise<HistoryResult & { events: Stored[] }> {
+    const keys = [this.opts.prefix + 'b']
+    for (const t of topics) keys.push(this.opts.prefix + 't:' + t)
+    const out = await this.pub.sseHistory(this.lastKey, after, this.opts.historyTtlMs, unknownIsGap ? 1 : 0, ...keys)
+    const byId = new Map<string, Stored>()
+    for (let i = 2; i < out.length; i += 4) {
+      const id = String(out[i])
+      if (byId.has(id)) continue
+      const field = String(out[i + 1])
+      const origin = String(out[i + 2])
+      byId.set(id, { id, origin, topics: field === '' ? null : field.split(','), frame: encodeFrame(id, String(out[i + 3])) })
+    }
+    const events = [...byId.values()].sort((a, b) => compareIds(a.id, b.id))
+    return { events, gap: out[1] === 1, last: out[0] === '' ? null : String(out[0]) }
+  }
+
+  // Redis down: deliver here now (no id: nothing to resume from) and keep the event for
+  // the other instances, published when Redis is back.
   private publishLocal (events: Outgoing[]): PublishResult {
-    if (this.opts.rejectWhenDegraded) throw new DegradedError()
-    for (const e of events) this.opts.deliver({ id: null, topics: e.topics, frame: encodeFrame(null, e.body) })
+    if (this.opts.rejectWhenDegraded && this.pub.status !== 'ready') throw new DegradedError()
+    if (this.outbox.length + events.length > this.opts.outboxLimit) throw new DegradedError(this.opts.outboxLimit)
+    for (const e of events) {
+      this.outbox.push(e)
+      this.opts.deliver({ id: null, topics: e.topics, frame: encodeFrame(null, e.body) })
+    }
+    this.flush()
     return { ids: events.map(() => null), fanout: 'local' }
+  }
+
+  private flush (): void {
+    if (this.flushing || this.outbox.length === 0 || this.pub.status !== 'ready') return
+    this.flushing = true
+    this.drain().catch(err => this.opts.onError(err, 'outbox publish')).finally(() => { this.flushing = false })
+  }
+
+  private async drain (): Promise<void> {
+    while (this.outbox.length > 0 && this.pub.status === 'ready') {
+      const batch = this.outbox.slice(0, 500)
+      await this.send(batch, this.opts.instanceId)
+      this.outbox.splice(0, batch.length)
+    }
   }
 
   private onMessage (message: Buffer): void {
@@ -187,24 +242,27 @@ export class RedisBus implements Bus {
     this.deliverBatch(message)
   }
 
-  // A message is records of "<id>\n<topics>\n<body bytes>\n<body>", see PUBLISH_SCRIPT.
+  // A message is records of "<id>\n<topics>\n<origin>\n<body bytes>\n<body>" (PUBLISH_SCRIPT).
   private deliverBatch (message: Buffer): void {
     let pos = 0
     while (pos < message.length) {
       const a = message.indexOf(10, pos)
       const b = message.indexOf(10, a + 1)
       const c = message.indexOf(10, b + 1)
+      const d = message.indexOf(10, c + 1)
       const id = message.toString('latin1', pos, a)
-      const end = c + 1 + Number(message.toString('latin1', b + 1, c))
+      const end = d + 1 + Number(message.toString('latin1', c + 1, d))
       pos = end
       if (this.cursor !== null && compareIds(id, this.cursor) <= 0) continue
       this.cursor = id
+      // Delivered here already, during the outage it was published in.
+      if (c > b + 1 && message.toString('latin1', b + 1, c) === this.opts.instanceId) continue
       const field = message.toString('utf8', a + 1, b)
       const head = Buffer.from(`id: ${id}\n`)
       this.opts.deliver({
         id,
         topics: field === '' ? null : field.split(','),
-        frame: Buffer.concat([head, message.subarray(c + 1, end)], head.length + end - c - 1)
+        frame: Buffer.concat([head, message.subarray(d + 1, end)], head.length + end - d - 1)
       })
     }
   }
@@ -222,9 +280,12 @@ export class RedisBus implements Bus {
       return // the next 'ready' tries again; held messages wait for it
     }
     this.subscribed = true
-    while (this.cursor !== null && !this.closing && generation === this.generation) {
+    // Nothing delivered yet: clients that came while Redis was unreachable still want
+    // what was published since this instance started.
+    const from = this.cursor ?? (this.opts.topics().length > 0 ? this.since : null)
+    while (from !== null && !this.closing && generation === this.generation) { // eslint-disable-line no-unmodified-loop-condition
       try {
-        await this.catchUp(this.cursor)
+        await this.catchUp(from)
         break
       } catch (err) {
         this.opts.onError(err as Error, 'catch-up')
@@ -239,11 +300,13 @@ export class RedisBus implements Bus {
   }
 
   private async catchUp (after: string): Promise<void> {
-    const { events, gap } = await this.history(this.opts.topics(), after)
+    // A Redis that restarted empty has no last id: nothing to catch up on, not a gap.
+    const { events, gap } = await this.read(this.opts.topics(), after, false)
     if (gap) this.opts.onGap()
     for (const d of events) {
-      if (compareIds(d.id!, this.cursor!) <= 0) continue
+      if (this.cursor !== null && compareIds(d.id, this.cursor) <= 0) continue
       this.cursor = d.id
+      if (d.origin === this.opts.instanceId) continue
       this.replayed++
       this.opts.deliver(d)
     }

@@ -21,6 +21,11 @@ export class TestRedis {
     this.port = port
   }
 
+  /** A handle on `port` with no server yet: `restart()` starts it there. */
+  static at (port: number): TestRedis {
+    return new TestRedis(port)
+  }
+
   static async start (): Promise<TestRedis> {
     const redis = new TestRedis(await freePort())
     await redis.restart()

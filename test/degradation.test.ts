@@ -1,0 +1,194 @@
+// Graceful degradation with a real redis-server: no Redis, Redis unreachable at start,
+// Redis lost while running, one instance's link lost, Redis frozen.
+import t from 'tap'
+import { Writable } from 'node:stream'
+import { notify, SseClient, startInstance, type Instance } from './helpers/instance.js'
+import { Link } from './helpers/link.js'
+import { freePort, TestRedis } from './helpers/redis.js'
+
+function logSink (): { lines: Array<{ level: number, msg: string }>, logger: { level: string, stream: Writable } } {
+  const lines: Array<{ level: number, msg: string }> = []
+  const stream = new Writable({
+    write (chunk, _enc, done) {
+      for (const line of String(chunk).split('\n')) if (line !== '') lines.push(JSON.parse(line))
+      done()
+    }
+  })
+  return { lines, logger: { level: 'info', stream } }
+}
+
+async function health (i: Instance): Promise<any> {
+  return (await fetch(`${i.url}/health`)).json()
+}
+
+async function until (check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+const prefix = (): string => `d${Math.random().toString(36).slice(2, 8)}:`
+
+t.test('no REDIS_URL: single-instance mode with the documented warning', async t => {
+  const log = logSink()
+  const a = await startInstance({}, log.logger)
+  t.teardown(() => a.app.close())
+  t.ok(log.lines.some(l => l.level === 40 && l.msg === 'Redis not available - SSE will work in single-instance mode only'))
+  t.match(await health(a), { status: 'ok', mode: 'single', redis: { configured: false, connected: false } })
+})
+
+t.test('Redis unreachable at start: starts degraded at once, connects when Redis appears', async t => {
+  const port = await freePort()
+  const started = Date.now()
+  const log = logSink()
+  const a = await startInstance({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: prefix(), REDIS_CONNECT_TIMEOUT_MS: 1000 }, log.logger)
+  t.teardown(() => a.app.close())
+  t.ok(Date.now() - started < 2000, `started in ${Date.now() - started} ms`)
+  t.match(await health(a), { status: 'degraded', mode: 'cluster', redis: { configured: true, connected: false } })
+  const local = await SseClient.open(`${a.url}/stream?topic=x`)
+  t.teardown(() => local.close())
+  const res = await notify(a.url, { topic: 'x', data: 'while down' })
+  t.equal(res.status, 202)
+  t.equal(res.body.fanout, 'local')
+  t.equal(res.body.id, null, 'no id: the event cannot be resumed from')
+  await local.untilEvents(1)
+
+  // A second instance, also started while Redis was away, with a client of its own.
+  const b = await startInstance({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: a.app.config.REDIS_PREFIX })
+  t.teardown(() => b.app.close())
+  const remote = await SseClient.open(`${b.url}/stream?topic=x`)
+  t.teardown(() => remote.close())
+
+  // Redis appears on that port: both connect; the outage event reaches the other instance.
+  const redis = TestRedis.at(port)
+  await redis.restart()
+  t.teardown(() => redis.stop())
+  await until(async () => (await health(a)).status === 'ok' && (await health(b)).status === 'ok', 5000, 'health ok')
+  await until(() => remote.events.length === 1, 3000, 'the outage event reaching the other instance')
+  t.same(remote.events.map(e => e.data), ['while down'], 'the event accepted during the outage reached the other instance once Redis was up')
+  const after = await notify(a.url, { topic: 'x', data: 'cluster' })
+  t.equal(after.body.fanout, 'cluster')
+  await remote.untilEvents(2)
+  await local.untilEvents(2)
+  await new Promise(resolve => setTimeout(resolve, 200))
+  t.same(local.events.map(e => e.data), ['while down', 'cluster'], 'no duplicate on the instance that delivered it itself')
+  t.same(remote.events.map(e => e.data), ['while down', 'cluster'])
+  const warnings = log.lines.filter(l => l.level >= 40)
+  t.ok(warnings.length <= 4, `no log flood while retrying (${warnings.length} warnings)`)
+})
+
+t.test('Redis lost while running: local delivery goes on, and every client ends complete', async t => {
+  const redis = await TestRedis.start()
+  t.teardown(() => redis.stop())
+  const p = prefix()
+  const logA = logSink()
+  const a = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: p }, logA.logger)
+  const b = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: p })
+  t.teardown(async () => { await a.app.close(); await b.app.close() })
+  const onA = await SseClient.open(`${a.url}/stream?topic=o`)
+  const onB = await SseClient.open(`${b.url}/stream?topic=o`)
+  t.teardown(() => { onA.close(); onB.close() })
+  await notify(a.url, { topic: 'o', data: 'before' })
+  await onB.untilEvents(1)
+
+  await redis.stop()
+  await until(async () => (await health(a)).status === 'degraded', 3000, 'degraded')
+  for (let i = 1; i <= 5; i++) {
+    const res = await notify(b.url, { topic: 'o', data: `during ${i}` })
+    t.equal(res.status, 202)
+    t.equal(res.body.fanout, 'local')
+  }
+  await onB.untilEvents(6)
+  t.equal(onA.events.length, 1, 'the other instance cannot get them while Redis is down')
+  await new Promise(resolve => setTimeout(resolve, 1500)) // retries happen meanwhile
+  await redis.restart()
+  await until(async () => (await health(a)).status === 'ok' && (await health(b)).status === 'ok', 5000, 'both reconnected')
+  await notify(a.url, { topic: 'o', data: 'after' })
+  await onA.untilEvents(7)
+  await onB.untilEvents(7)
+  await new Promise(resolve => setTimeout(resolve, 200))
+  const expected = ['before', 'during 1', 'during 2', 'during 3', 'during 4', 'during 5', 'after']
+  t.same(onA.events.map(e => e.data), expected, 'instance A got what B accepted during the outage, once, in order')
+  t.same(onB.events.map(e => e.data), expected, 'instance B has no duplicates')
+  t.notOk(onA.ended || onB.ended, 'no stream was dropped')
+  const warnings = logA.lines.filter(l => l.level >= 40)
+  t.ok(warnings.length <= 4, `no log flood (${warnings.length} warnings)`)
+})
+
+t.test('one instance loses its Redis link: it catches up from history when back', async t => {
+  const redis = await TestRedis.start()
+  t.teardown(() => redis.stop())
+  const link = await Link.open(redis.port)
+  t.teardown(() => link.cut())
+  const p = prefix()
+  const a = await startInstance({ REDIS_URL: link.url, REDIS_PREFIX: p })
+  const b = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: p })
+  t.teardown(async () => { await a.app.close(); await b.app.close() })
+  const onA = await SseClient.open(`${a.url}/stream?topic=k`)
+  const onA2 = await SseClient.open(`${a.url}/stream?topic=k&topic=other`)
+  t.teardown(() => { onA.close(); onA2.close() })
+  await notify(b.url, { topic: 'k', data: 0 })
+  await onA.untilEvents(1)
+
+  await link.cut()
+  await until(async () => (await health(a)).status === 'degraded', 3000, 'A degraded')
+  const ids: string[] = []
+  for (let i = 1; i <= 20; i++) {
+    const res = await notify(b.url, { topic: 'k', data: i })
+    t.equal(res.body.fanout, 'cluster')
+    ids.push(res.body.id)
+  }
+  t.equal(onA.events.length, 1, 'nothing reaches A while it is cut off')
+  await link.restore()
+  // Live events published right as A comes back must land after the caught-up ones.
+  await until(async () => (await health(a)).status === 'ok', 5000, 'A reconnected')
+  await notify(b.url, { topic: 'k', data: 21 })
+  for (const c of [onA, onA2]) {
+    await c.untilEvents(22)
+    await new Promise(resolve => setTimeout(resolve, 150))
+    t.same(c.events.map(e => Number(e.data)), Array.from({ length: 22 }, (_, i) => i), 'every event once, in order')
+    t.same(c.events.slice(1, 21).map(e => e.id), ids, 'with the ids the publisher was given')
+  }
+  const metrics = await (await fetch(`${a.url}/metrics`)).text()
+  t.match(metrics, /^sse_events_replayed_total (\d+)$/m)
+})
+
+t.test('Redis frozen (SIGSTOP) then resumed: publishes fail cleanly, then all recovers', async t => {
+  const redis = await TestRedis.start()
+  t.teardown(async () => { redis.resume(); await redis.stop() })
+  const p = prefix()
+  const a = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: p })
+  const b = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: p })
+  t.teardown(async () => { await a.app.close(); await b.app.close() })
+  const onB = await SseClient.open(`${b.url}/stream?topic=f`)
+  t.teardown(() => onB.close())
+  redis.pause()
+  const frozen = await notify(a.url, { topic: 'f', data: 'frozen' })
+  t.equal(frozen.status, 503, 'a publish to a frozen Redis fails in bounded time')
+  t.match(frozen.body.message, /may or may not have been sent/)
+  t.ok(Number(frozen.headers.get('retry-after')) >= 1)
+  redis.resume()
+  await until(async () => (await notify(a.url, { topic: 'f', data: 'probe' })).body.fanout === 'cluster', 10000, 'publishing through Redis again')
+  const res = await notify(a.url, { topic: 'f', data: 'thawed' })
+  t.equal(res.status, 202)
+  await onB.until(c => c.events.some(e => e.data === 'thawed'), 5000, 'thawed event')
+  const thawed = onB.events.filter(e => e.data === 'thawed')
+  t.equal(thawed.length, 1)
+  t.match(await health(a), { status: 'ok' })
+})
+
+t.test('PUBLISH_WHEN_DEGRADED=reject answers 503 while Redis is down, and delivers nothing', async t => {
+  const port = await freePort()
+  const a = await startInstance({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: prefix(), PUBLISH_WHEN_DEGRADED: 'reject' })
+  t.teardown(() => a.app.close())
+  const c = await SseClient.open(`${a.url}/stream?topic=x`)
+  t.teardown(() => c.close())
+  const res = await notify(a.url, { topic: 'x', data: 1 })
+  t.equal(res.status, 503)
+  t.match(res.body.message, /PUBLISH_WHEN_DEGRADED=reject/)
+  t.ok(Number(res.headers.get('retry-after')) >= 1)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.equal(c.events.length, 0)
+})

@@ -1,0 +1,59 @@
+// A TCP link between one instance and Redis that a test can cut and restore, to take one
+// instance off Redis while the others stay on it.
+import { once } from 'node:events'
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { freePort } from './redis.js'
+
+export class Link {
+  readonly port: number
+  private readonly target: number
+  private server: Server | null = null
+  private readonly sockets = new Set<Socket>()
+
+  private constructor (port: number, target: number) {
+    this.port = port
+    this.target = target
+  }
+
+  static async open (targetPort: number): Promise<Link> {
+    const link = new Link(await freePort(), targetPort)
+    await link.restore()
+    return link
+  }
+
+  get url (): string {
+    return `redis://127.0.0.1:${this.port}`
+  }
+
+  async restore (): Promise<void> {
+    const server = createServer(downstream => {
+      const upstream = connect(this.target, '127.0.0.1')
+      this.sockets.add(downstream)
+      this.sockets.add(upstream)
+      downstream.pipe(upstream).pipe(downstream)
+      const drop = (): void => {
+        downstream.destroy()
+        upstream.destroy()
+        this.sockets.delete(downstream)
+        this.sockets.delete(upstream)
+      }
+      downstream.on('error', drop).on('close', drop)
+      upstream.on('error', drop).on('close', drop)
+    })
+    server.listen(this.port, '127.0.0.1')
+    await once(server, 'listening')
+    this.server = server
+  }
+
+  /** Drops every connection and refuses new ones. */
+  async cut (): Promise<void> {
+    const server = this.server
+    this.server = null
+    for (const s of this.sockets) s.destroy()
+    this.sockets.clear()
+    if (server !== null) {
+      server.close()
+      await once(server, 'close')
+    }
+  }
+}
