@@ -1,0 +1,219 @@
+// Streams and publishes through a real nginx run with deploy/nginx.conf, in front of two
+// instances sharing one Redis: no buffering, fan-out, Last-Event-ID resume, failover.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { accessSync, constants } from 'node:fs'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { delimiter, join } from 'node:path'
+import t from 'tap'
+import { notify, SseClient, startInstance, type Instance } from './helpers/instance.js'
+import { freePort, TestRedis } from './helpers/redis.js'
+
+const CONF = new URL('../deploy/nginx.conf', import.meta.url)
+
+/** nginx on the PATH, or in /usr/sbin (where Debian puts it, off a non-root PATH). */
+function findNginx (): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin']
+  for (const dir of dirs) {
+    if (dir === '') continue
+    try {
+      accessSync(join(dir, 'nginx'), constants.X_OK)
+      return join(dir, 'nginx')
+    } catch {}
+  }
+  return undefined
+}
+
+function replaceOnce (text: string, from: RegExp, to: string): string {
+  if (!from.test(text)) throw new Error(`deploy/nginx.conf has no line matching ${from}: update test/proxy.test.ts with it`)
+  return text.replace(from, to)
+}
+
+/** deploy/nginx.conf with the instances as upstream, a loopback port, and files in `dir`. */
+function renderConf (conf: string, upstreams: string[], port: number, dir: string): string {
+  const servers = upstreams.map(u => `server ${u};`).join(' ')
+  conf = replaceOnce(conf, /set \$sse_upstream \S+;/, 'set $sse_upstream sse_test;')
+  conf = replaceOnce(conf, /listen \d+;/, `listen 127.0.0.1:${port};`)
+  conf = replaceOnce(conf, /^error_log .*;$/m, `error_log ${dir}/error.log info;`)
+  conf = replaceOnce(conf, /access_log \S+ main;/, `access_log ${dir}/access.log main;`)
+  return replaceOnce(conf, /^http \{$/m, [
+    'http {',
+    `    upstream sse_test { ${servers} }`,
+    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(p => `    ${p}_temp_path ${dir}/${p};`)
+  ].join('\n'))
+}
+
+async function startNginx (bin: string, dir: string, conf: string, url: string): Promise<ChildProcess> {
+  await writeFile(join(dir, 'nginx.conf'), conf)
+  // One process (no master and workers): one pid to stop, and no switch to another user.
+  const child = spawn(bin, ['-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', `${dir}/error.log`,
+    '-g', `daemon off; master_process off; pid ${dir}/nginx.pid;`], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const deadline = Date.now() + 10_000
+  while (true) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      const log = await readFile(join(dir, 'error.log'), 'utf8').catch(() => '')
+      throw new Error(`nginx exited (${child.exitCode ?? child.signalCode}): ${stderr}${log}`)
+    }
+    try {
+      if ((await fetch(`${url}/health`)).ok) return child
+    } catch {}
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error(`nginx did not answer ${url}/health within 10 s: ${stderr}`)
+    }
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+async function clientsOf (node: Instance): Promise<number> {
+  return (await (await fetch(`${node.url}/health`)).json()).clients
+}
+
+async function waitFor (check: () => boolean | Promise<boolean>, what: string, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+/** The text of a `location` block of deploy/nginx.conf (its blocks hold no nested braces). */
+function locationBlock (conf: string, match: string): string {
+  const start = conf.indexOf(`location ${match} {`)
+  if (start === -1) throw new Error(`deploy/nginx.conf has no "location ${match}" block`)
+  return conf.slice(start, conf.indexOf('}', start))
+}
+
+const nginxBin = findNginx()
+if (nginxBin === undefined) {
+  t.fail('nginx is not installed (not on the PATH nor in /usr/sbin): apt-get install nginx. ' +
+    'deploy/nginx.conf is tested through a real nginx; .ci/run installs it.')
+} else {
+  const redis = await TestRedis.start()
+  t.teardown(() => redis.stop())
+  const nodes = await Promise.all([0, 1].map(() => startInstance({ REDIS_URL: redis.url, HEARTBEAT_INTERVAL_MS: 300 })))
+  const open = new Set(nodes)
+  t.teardown(() => Promise.all([...open].map(n => n.app.close())))
+
+  const dir = await mkdtemp(join(tmpdir(), 'sse-proxy-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const port = await freePort()
+  const proxy = `http://127.0.0.1:${port}`
+  const conf = renderConf(await readFile(CONF, 'utf8'), nodes.map(n => n.url.replace('http://', '')), port, dir)
+  const nginx = await startNginx(nginxBin, dir, conf, proxy)
+  // Registered last, so it runs first: nginx goes before the instances behind it.
+  t.teardown(async () => {
+    if (nginx.exitCode !== null || nginx.signalCode !== null) return
+    nginx.kill('SIGTERM')
+    await once(nginx, 'exit')
+  })
+
+  t.test('deploy/nginx.conf sets what SSE needs', async t => {
+    // nginx passes small chunks on at once even when buffering, so this is read, not timed.
+    const text = await readFile(CONF, 'utf8')
+    const stream = locationBlock(text, '/stream')
+    for (const line of ['proxy_buffering off;', 'proxy_cache off;', 'gzip off;']) t.ok(stream.includes(line), `/stream: ${line}`)
+    const timeout = /proxy_read_timeout (\d+)h;/.exec(stream)
+    t.ok(timeout !== null && Number(timeout[1]) >= 1, '/stream: proxy_read_timeout of an hour or more')
+    t.ok(locationBlock(text, '= /notify').includes('proxy_pass'), 'a location for POST /notify')
+    for (const line of ['proxy_http_version 1.1;', "proxy_set_header Connection '';",
+      'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+      'proxy_set_header Last-Event-ID $http_last_event_id;']) {
+      t.ok(text.includes(line), line)
+    }
+    // One proxy_set_header in a location would drop every server-level one there.
+    for (const block of text.match(/location [^{]+\{[^}]*\}/g) ?? []) {
+      t.notMatch(block, /proxy_set_header/, `${block.split('{')[0].trim()} keeps the server-level headers`)
+    }
+  })
+
+  t.test('a stream opens through nginx at once: the retry line comes before any event', async t => {
+    const c = await SseClient.open(`${proxy}/stream?topic=open`)
+    t.teardown(() => c.close())
+    t.equal(c.status, 200)
+    t.match(c.headers['content-type'], /^text\/event-stream/)
+    t.equal(c.headers['cache-control'], 'no-cache')
+    t.notOk(c.headers['content-length'], 'no content-length: the body is streamed')
+    await c.until(x => x.raw.includes('\n\n'), 1000, 'the first bytes through nginx')
+    t.ok(c.raw.startsWith('retry: '), 'retry line first')
+    t.equal(c.events.length, 0, 'nothing was published')
+    const before = c.comments.length
+    await c.until(x => x.comments.length >= before + 2, 2000, 'two heartbeats through nginx')
+    t.ok(c.comments.includes('heartbeat'), 'heartbeat comments are not held back')
+  })
+
+  t.test('POST /notify through nginx reaches streams on both instances promptly, once each', async t => {
+    const clients: SseClient[] = []
+    t.teardown(() => clients.forEach(c => c.close()))
+    for (let i = 0; i < 4; i++) clients.push(await SseClient.open(`${proxy}/stream?topic=orders`))
+    await Promise.all(clients.map(c => c.until(x => x.raw.includes('\n\n'), 1000, 'first bytes')))
+    for (const n of nodes) t.ok(await clientsOf(n) >= 2, `round robin: ${n.url} holds streams`)
+
+    const sent = Date.now()
+    const res = await notify(proxy, { topic: 'orders', event: 'created', data: { id: 42 } })
+    t.equal(res.status, 202)
+    t.equal(res.body.fanout, 'cluster')
+    await Promise.all(clients.map(c => c.untilEvents(1, 1000)))
+    t.ok(Date.now() - sent < 1000, `delivered through nginx in ${Date.now() - sent} ms`)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    for (const c of clients) t.same(c.events, [{ id: res.body.id, event: 'created', data: '{"id":42}' }])
+  })
+
+  t.test('Last-Event-ID (header or query) resumes through nginx on either instance', async t => {
+    const live = await SseClient.open(`${proxy}/stream?topic=resume`)
+    t.teardown(() => live.close())
+    const ids: string[] = []
+    for (let i = 1; i <= 4; i++) ids.push((await notify(proxy, { topic: 'resume', data: `e${i}` })).body.id)
+    await live.untilEvents(4)
+    live.close()
+
+    const counts = async (): Promise<number[]> => Promise.all(nodes.map(clientsOf))
+    await waitFor(async () => (await counts()).every(n => n === 0), 'earlier streams to close')
+
+    // Two opens in a row: round robin lands them on different instances.
+    const resumed: SseClient[] = []
+    t.teardown(() => resumed.forEach(c => c.close()))
+    resumed.push(await SseClient.open(`${proxy}/stream?topic=resume`, { 'last-event-id': ids[0] }))
+    resumed.push(await SseClient.open(`${proxy}/stream?topic=resume`, { 'last-event-id': ids[0] }))
+    t.same(await counts(), [1, 1], 'the two resumes are on different instances')
+    resumed.push(await SseClient.open(`${proxy}/stream?topic=resume&lastEventId=${encodeURIComponent(ids[1])}`))
+    for (const c of resumed) t.equal(c.status, 200)
+    const e5 = (await notify(proxy, { topic: 'resume', data: 'e5' })).body.id
+    await resumed[0].untilEvents(4)
+    await resumed[1].untilEvents(4)
+    await resumed[2].untilEvents(3)
+    const all = [...ids, e5].map((id, i) => ({ id, data: `e${i + 1}` }))
+    t.same(resumed[0].events, all.slice(1), 'missed events replayed in order, then the live one (header)')
+    t.same(resumed[1].events, all.slice(1), 'the same on the other instance')
+    t.same(resumed[2].events, all.slice(2), 'lastEventId query parameter')
+  })
+
+  t.test('a stream whose instance shuts down resumes through nginx on the other one', async t => {
+    const clients: SseClient[] = []
+    t.teardown(() => clients.forEach(c => c.close()))
+    for (let i = 0; i < 2; i++) clients.push(await SseClient.open(`${proxy}/stream?topic=failover`))
+    const first = (await notify(proxy, { topic: 'failover', data: 'before' })).body.id
+    await Promise.all(clients.map(c => c.untilEvents(1)))
+
+    const [gone, staying] = nodes
+    const before = await clientsOf(gone)
+    t.ok(before >= 1, 'one of the streams is on the instance that goes')
+    open.delete(gone)
+    await gone.app.close()
+    await waitFor(() => clients.filter(c => c.ended).length === before, 'its streams to end')
+    t.equal(clients.filter(c => c.ended).length, before, 'its streams were ended cleanly')
+
+    // Published while the client is away, through nginx (its POST goes to the live one).
+    const missed = await notify(proxy, { topic: 'failover', data: 'missed' })
+    t.equal(missed.status, 202)
+    const back = await SseClient.open(`${proxy}/stream?topic=failover`, { 'last-event-id': first })
+    t.teardown(() => back.close())
+    t.equal(back.status, 200, 'nginx skipped the instance that is gone')
+    await back.untilEvents(1)
+    t.same(back.events, [{ id: missed.body.id, data: 'missed' }], 'the missed event, replayed once')
+    t.ok(await clientsOf(staying) >= 2)
+  })
+}
