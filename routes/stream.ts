@@ -1,6 +1,6 @@
 // GET /stream: one SSE stream for one or more topics, plus broadcasts.
 import type { FastifyInstance } from 'fastify'
-import type { OutgoingHttpHeaders } from 'node:http'
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { TOPIC_CHARS } from '../src/config.js'
 import { compareIds, isEventId } from '../src/event-id.js'
 import { encodePreamble } from '../src/frame.js'
@@ -18,6 +18,19 @@ export function parseTopics (raw: string | string[] | undefined, maxTopics: numb
     }
   }
   return [...new Set(list)]
+}
+
+/** Waits until the socket took what it had, or closed. */
+async function drained (res: ServerResponse): Promise<void> {
+  await new Promise<void>(resolve => {
+    const done = (): void => {
+      res.off('drain', done)
+      res.off('close', done)
+      resolve()
+    }
+    res.on('drain', done)
+    res.on('close', done)
+  })
 }
 
 function resetFrame (last: string | null, reason: string): Buffer {
@@ -73,7 +86,10 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
     try {
       const { events, gap, last } = await bus.history(topics, lastId)
       if (gap) hub.replay(client, resetFrame(events.length === 0 ? last : null, 'history'))
-      for (const d of events) hub.replay(client, d.frame)
+      for (const d of events) {
+        if (!hub.replay(client, d.frame)) await drained(res)
+        if (client.closed) return
+      }
       if (events.length > 0) cursor = events[events.length - 1].id!
       else if (gap && last !== null && compareIds(last, cursor) > 0) cursor = last
     } catch (err) {

@@ -22,7 +22,7 @@ export const configSchema = {
     MAX_TOPIC_LENGTH: { type: 'integer', minimum: 1, maximum: 1024, default: 128, description: 'Characters in a topic name' },
     MAX_BATCH: { type: 'integer', minimum: 1, default: 1000, description: 'Events in one POST /notify' },
     BODY_LIMIT_BYTES: { type: 'integer', minimum: 1024, default: 1048576, description: 'Largest POST /notify body' },
-    CLIENT_BUFFER_BYTES: { type: 'integer', minimum: 1024, default: 1048576, description: 'Unsent bytes a client may have before it is disconnected' },
+    CLIENT_BUFFER_BYTES: { type: 'integer', minimum: 1024, default: 2097152, description: 'Unsent bytes a client may owe before it is disconnected; keep it above the largest burst (a full POST /notify)' },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 10000, description: 'Longest a shutdown may take' }
   }
 } as const

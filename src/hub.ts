@@ -21,6 +21,7 @@ export class Client {
   readonly sink: Sink
   /** Deliveries held back while the client's history is replayed; null once live. */
   pending: Delivery[] | null = null
+  pendingBytes = 0
   /** After a replay: skip live events up to this id (they were replayed already). */
   after: string | null = null
   /** Last multi-topic delivery this client got, so one event reaches it once. */
@@ -108,11 +109,16 @@ export class Hub {
     }
   }
 
-  /** Writes replayed frames straight to a client that is still held back. */
-  replay (client: Client, frame: Buffer): void {
+  /**
+   * Writes a replayed frame to a client that is still held back. Returns false when the
+   * socket wants a 'drain' first: a replay can be far larger than the send buffer.
+   */
+  replay (client: Client, frame: Buffer): boolean {
+    if (client.closed) return true
     this.replayed++
     this.delivered++
-    this.write(client, frame)
+    client.idle = false
+    return client.sink.write(frame)
   }
 
   /**
@@ -122,6 +128,7 @@ export class Hub {
   goLive (client: Client, cursor: string | null): void {
     const pending = client.pending
     client.pending = null
+    client.pendingBytes = 0
     client.after = cursor
     if (pending === null) return
     for (const d of pending) this.send(client, d)
@@ -147,6 +154,8 @@ export class Hub {
   private send (client: Client, d: Delivery): void {
     if (client.pending !== null) {
       client.pending.push(d)
+      client.pendingBytes += d.frame.length
+      if (client.pendingBytes > this.bufferBytes) this.disconnectSlow(client)
       return
     }
     if (client.after !== null && d.id !== null) {

@@ -87,6 +87,11 @@ export class SseClient {
     this.res?.socket.pause()
   }
 
+  resumeReading (): void {
+    this.res?.socket.resume()
+    this.res?.resume()
+  }
+
   close (): void {
     this.req?.destroy()
   }

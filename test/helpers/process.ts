@@ -1,0 +1,36 @@
+// The service as a user runs it: a child process of src/server.ts, configured by env.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { freePort } from './redis.js'
+
+const root = fileURLToPath(new URL('../../', import.meta.url))
+
+export interface ServerProcess {
+  child: ChildProcess
+  url: string
+  output: () => string
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+}
+
+/** Starts `src/server.ts`; resolves once it listens (or rejects with its output). */
+export async function startServer (env: Record<string, string> = {}, waitForListen = true): Promise<ServerProcess> {
+  const port = env.PORT ?? String(await freePort())
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: root,
+    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: port, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  child.stdout!.on('data', (c: Buffer) => { out += c.toString() })
+  child.stderr!.on('data', (c: Buffer) => { out += c.toString() })
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code, signal }))
+  if (waitForListen) {
+    const deadline = Date.now() + 15000
+    while (!out.includes('Server listening')) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${out}`)
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  }
+  return { child, url: `http://127.0.0.1:${port}`, output: () => out, exited }
+}
