@@ -15,10 +15,12 @@ export async function freePort (): Promise<number> {
 
 export class TestRedis {
   readonly port: number
+  private readonly args: string[]
   private child: ChildProcess | null = null
 
-  private constructor (port: number) {
+  private constructor (port: number, args: string[] = []) {
     this.port = port
+    this.args = args
   }
 
   /** A handle on `port` with no server yet: `restart()` starts it there. */
@@ -26,8 +28,9 @@ export class TestRedis {
     return new TestRedis(port)
   }
 
-  static async start (): Promise<TestRedis> {
-    const redis = new TestRedis(await freePort())
+  /** `args` are extra redis-server options (a password, ACL users, TLS). */
+  static async start (args: string[] = []): Promise<TestRedis> {
+    const redis = new TestRedis(await freePort(), args)
     await redis.restart()
     return redis
   }
@@ -37,7 +40,7 @@ export class TestRedis {
   }
 
   async restart (): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.args], { stdio: ['ignore', 'pipe', 'inherit'] })
     this.child = child
     let out = ''
     await new Promise<void>((resolve, reject) => {

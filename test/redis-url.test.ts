@@ -1,0 +1,71 @@
+// REDIS_URL in the forms managed services hand out: password, ACL user, TLS (rediss://).
+import t, { type Test } from 'tap'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { notify, SseClient, startInstance } from './helpers/instance.js'
+import { startServer } from './helpers/process.js'
+import { freePort, TestRedis } from './helpers/redis.js'
+
+async function fansOut (t: Test, url: string): Promise<void> {
+  const prefix = `u${Math.random().toString(36).slice(2, 8)}:`
+  const a = await startInstance({ REDIS_URL: url, REDIS_PREFIX: prefix })
+  const b = await startInstance({ REDIS_URL: url, REDIS_PREFIX: prefix })
+  t.teardown(async () => { await a.app.close(); await b.app.close() })
+  t.match(await (await fetch(`${a.url}/health`)).json(), { status: 'ok', redis: { connected: true } })
+  const c = await SseClient.open(`${b.url}/stream?topic=u`)
+  t.teardown(() => c.close())
+  const res = await notify(a.url, { topic: 'u', data: 'across' })
+  t.equal(res.body.fanout, 'cluster')
+  await c.untilEvents(1)
+}
+
+t.test('redis://:password@host:port', async t => {
+  const redis = await TestRedis.start(['--requirepass', 's3cret-pass'])
+  t.teardown(() => redis.stop())
+  await fansOut(t, `redis://:s3cret-pass@127.0.0.1:${redis.port}`)
+})
+
+t.test('redis://user:password@host:port (ACL user, as Redis Cloud hands out)', async t => {
+  const redis = await TestRedis.start(['--user', 'default', 'off', '--user', 'app', 'on', '>app-pass', '~*', '&*', '+@all'])
+  t.teardown(() => redis.stop())
+  await fansOut(t, `redis://app:app-pass@127.0.0.1:${redis.port}`)
+})
+
+t.test('a wrong password: degraded, retrying, and the password never reaches the log', async t => {
+  const redis = await TestRedis.start(['--requirepass', 'right-pass'])
+  t.teardown(() => redis.stop())
+  let log = ''
+  const stream = new Writable({ write (chunk, _e, done) { log += String(chunk); done() } })
+  const a = await startInstance({ REDIS_URL: `redis://:wrong-pass-value@127.0.0.1:${redis.port}`, REDIS_PREFIX: 'w:' }, { level: 'debug', stream })
+  t.teardown(() => a.app.close())
+  t.match(await (await fetch(`${a.url}/health`)).json(), { status: 'degraded' })
+  t.notOk(log.includes('wrong-pass-value'), 'no password in the log')
+  t.match(log, /Redis unreachable at start/)
+})
+
+t.test('rediss:// (TLS), as ElastiCache and Azure use, on the real server process', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sse-tls-'))
+  const ssl = (...args: string[]): void => { execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' }) }
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=test-ca', '-keyout', 'ca.key', '-out', 'ca.pem')
+  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr')
+  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n')
+  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'san.ext', '-out', 'server.pem')
+  const tlsPort = await freePort()
+  const redis = await TestRedis.start(['--tls-port', String(tlsPort), '--tls-cert-file', join(dir, 'server.pem'),
+    '--tls-key-file', join(dir, 'server.key'), '--tls-ca-cert-file', join(dir, 'ca.pem'), '--tls-auth-clients', 'no', '--requirepass', 'tls-pass'])
+  t.teardown(() => redis.stop())
+  const env = { REDIS_URL: `rediss://:tls-pass@localhost:${tlsPort}`, REDIS_PREFIX: 'tls:', NODE_EXTRA_CA_CERTS: join(dir, 'ca.pem') }
+  const a = await startServer(env)
+  const b = await startServer(env)
+  t.teardown(() => { a.child.kill('SIGKILL'); b.child.kill('SIGKILL') })
+  t.match(await (await fetch(`${a.url}/health`)).json(), { status: 'ok', mode: 'cluster', redis: { connected: true } })
+  const c = await SseClient.open(`${b.url}/stream?topic=tls`)
+  t.teardown(() => c.close())
+  t.equal((await notify(a.url, { topic: 'tls', data: 'over tls' })).body.fanout, 'cluster')
+  await c.untilEvents(1)
+  t.equal(c.events[0].data, 'over tls')
+  t.notOk(a.output().includes('tls-pass'), 'no password in the log')
+})
