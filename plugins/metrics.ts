@@ -24,6 +24,8 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     new Counter({ name, help, registers: [registry], collect () { this.reset(); this.inc(read()) } })
   }
   gauge('sse_clients', 'Open SSE streams on this instance', () => hub.size)
+  gauge('sse_outbox_events', 'Events accepted during a Redis outage, waiting to reach the other instances',
+    () => bus instanceof RedisBus ? bus.queued : 0)
   gauge('sse_redis_connected', '1 when both Redis connections are up, else 0', () => fastify.isRedisConnected() ? 1 : 0)
   total('sse_events_delivered_total', 'Frames written to client streams', () => hub.delivered)
   total('sse_events_dropped_total', 'Frames lost with a client disconnected for being slow', () => hub.dropped)

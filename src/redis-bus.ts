@@ -183,6 +183,10 @@ export class RedisBus implements Bus {
   async close (): Promise<void> {
     this.closing = true
     if (this.opts.sub.status === 'ready') await this.opts.sub.unsubscribe(this.channel).catch(() => {})
+    if (this.outbox.length > 0 && this.pub.status === 'ready' && !this.flushing) await this.drain().catch(() => {})
+    if (this.outbox.length > 0) {
+      this.opts.onError(new Error(`${this.outbox.length} events accepted during the outage never reached the other instances`), 'shutdown')
+    }
   }
 
   private async send (events: Outgoing[], origin: string): Promise<string[]> {

@@ -102,6 +102,7 @@ t.test('Redis lost while running: local delivery goes on, and every client ends 
   }
   await onB.untilEvents(6)
   t.equal(onA.events.length, 1, 'the other instance cannot get them while Redis is down')
+  t.match(await (await fetch(`${b.url}/metrics`)).text(), /^sse_outbox_events 5$/m, 'five events wait in the outbox')
   await new Promise(resolve => setTimeout(resolve, 1500)) // retries happen meanwhile
   await redis.restart()
   await until(async () => (await health(a)).status === 'ok' && (await health(b)).status === 'ok', 5000, 'both reconnected')
@@ -113,6 +114,7 @@ t.test('Redis lost while running: local delivery goes on, and every client ends 
   t.same(onA.events.map(e => e.data), expected, 'instance A got what B accepted during the outage, once, in order')
   t.same(onB.events.map(e => e.data), expected, 'instance B has no duplicates')
   t.notOk(onA.ended || onB.ended, 'no stream was dropped')
+  t.match(await (await fetch(`${b.url}/metrics`)).text(), /^sse_outbox_events 0$/m, 'the outbox drained')
   const warnings = logA.lines.filter(l => l.level >= 40)
   t.ok(warnings.length <= 4, `no log flood (${warnings.length} warnings)`)
 })
