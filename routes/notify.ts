@@ -2,10 +2,11 @@
 // rejected request publishes nothing.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifySchemaValidationError } from 'fastify'
+import { isUtf8 } from 'node:buffer'
 import { Type } from 'typebox'
 import { DegradedError, type Outgoing } from '../src/bus.js'
 import { TOPIC_CHARS } from '../src/config.js'
-import { EVENT_NAME_PATTERN, encodeBody } from '../src/frame.js'
+import { encodeBody } from '../src/frame.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -14,8 +15,32 @@ declare module 'fastify' {
   }
 }
 
+/** Whether the JSON text nests deeper than `max` (a scan of the bytes, before parsing). */
+export function nestsDeeper (json: Buffer, max: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i]
+    if (inString) {
+      if (c === 0x5c) i++ // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) {
+      inString = true
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--
+    }
+  }
+  return false
+}
+
+function badBody (message: string): Error {
+  return Object.assign(new Error(message), { statusCode: 400 })
+}
+
 /** One line naming the field at fault, in the caller's terms (body, body[2].topic). */
-export function describeError (errors: FastifySchemaValidationError[], single: boolean, maxTopicLength: number): string {
+export function describeError (errors: FastifySchemaValidationError[], single: boolean, maxTopicLength: number, maxEventLength = 64): string {
   // The deepest error is the most specific; at one depth, a union (anyOf) reports its
   // branches' type mismatches first, so prefer what is not a type mismatch.
   const depth = Math.max(...errors.map(x => x.instancePath.length))
@@ -32,7 +57,7 @@ export function describeError (errors: FastifySchemaValidationError[], single: b
     case 'anyOf': return `${field} must be a topic name or an array of topic names`
     case 'pattern':
       return field.includes('.event')
-        ? `${field} must be 1-64 characters of A-Z a-z 0-9 _ . : -`
+        ? `${field} must be 1-${maxEventLength} characters of A-Z a-z 0-9 _ . : -`
         : `${field} must be 1-${maxTopicLength} characters of A-Z a-z 0-9 _ . : @ / -`
     case 'maxItems': return `${field} must have at most ${String(params.limit)} items`
     case 'minItems': return `${field} must have at least ${String(params.limit)} item`
@@ -46,15 +71,28 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
   const Topic = Type.String({ minLength: 1, maxLength: cfg.MAX_TOPIC_LENGTH, pattern: TOPIC_CHARS.source })
   const Event = Type.Object({
     topic: Type.Optional(Type.Union([Topic, Type.Array(Topic, { minItems: 1, maxItems: cfg.MAX_TOPICS_PER_STREAM })])),
-    event: Type.Optional(Type.String({ pattern: EVENT_NAME_PATTERN })),
+    // The characters of frame.ts's EVENT_NAME_PATTERN, up to MAX_EVENT_NAME_LENGTH of them.
+    event: Type.Optional(Type.String({ pattern: `^[A-Za-z0-9_.:-]{1,${cfg.MAX_EVENT_NAME_LENGTH}}$` })),
     data: Type.Unknown()
   }, { additionalProperties: false })
   const Body = Type.Array(Event, { minItems: 1, maxItems: cfg.MAX_BATCH })
 
   // Only JSON is an event; a text/plain body gets 415 rather than a confusing 400.
   fastify.removeContentTypeParser('text/plain')
+  // JSON as Fastify parses it, but refused (400) when it is not UTF-8 (rather than read with
+  // replacement characters) or nests so deep that encoding it would exhaust the stack.
+  const parseJson = fastify.getDefaultJsonParser('error', 'error')
+  fastify.removeContentTypeParser('application/json')
+  fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const bytes = body as Buffer
+    if (!isUtf8(bytes)) return done(badBody('body is not valid UTF-8'), undefined)
+    if (nestsDeeper(bytes, cfg.MAX_DATA_DEPTH)) return done(badBody(`body nests deeper than ${cfg.MAX_DATA_DEPTH} levels (MAX_DATA_DEPTH)`), undefined)
+    parseJson(request, bytes.toString('utf8'), done)
+  })
   fastify.decorateRequest('notifySingle', false)
   fastify.post('/notify', {
+    onRequest: [fastify.limitPublish, fastify.authenticatePublisher],
+    config: { pressureHandler: fastify.shedLoad },
     bodyLimit: cfg.BODY_LIMIT_BYTES,
     schema: { body: Body },
     attachValidation: true,
@@ -67,13 +105,20 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
     }
   }, async (request, reply) => {
     if (request.validationError !== undefined) {
-      const message = describeError(request.validationError.validation, request.notifySingle, cfg.MAX_TOPIC_LENGTH)
+      const message = describeError(request.validationError.validation, request.notifySingle, cfg.MAX_TOPIC_LENGTH, cfg.MAX_EVENT_NAME_LENGTH)
       return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message })
     }
     const events: Outgoing[] = request.body.map(e => ({
       topics: e.topic === undefined ? null : [...new Set(Array.isArray(e.topic) ? e.topic : [e.topic])],
       body: encodeBody(e.event, e.data)
     }))
+    for (let i = 0; i < events.length; i++) {
+      const denied = fastify.checkTopics(request, 'publish', events[i].topics)
+      if (denied !== null) {
+        const message = request.notifySingle ? denied : `body[${i}]: ${denied}`
+        return reply.code(403).send({ statusCode: 403, error: 'Forbidden', message })
+      }
+    }
     let result
     try {
       result = await fastify.bus.publish(events)

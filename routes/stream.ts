@@ -3,8 +3,9 @@ import type { FastifyInstance } from 'fastify'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { TOPIC_CHARS } from '../src/config.js'
 import { compareIds, isEventId } from '../src/event-id.js'
-import { encodePreamble } from '../src/frame.js'
+import { encodeComment, encodePreamble } from '../src/frame.js'
 import { Client } from '../src/hub.js'
+import { closeAtExpiry } from '../plugins/auth.js'
 
 type Query = Record<string, string | string[] | undefined>
 
@@ -43,9 +44,18 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
   const { hub, bus } = fastify
   const preamble = encodePreamble(cfg.RETRY_MS)
   const retryAfter = String(Math.max(1, Math.ceil(cfg.RETRY_MS / 1000)))
+  const tokenExpired = encodeComment('token expired')
 
-  fastify.get('/stream', async (request, reply) => {
+  fastify.get('/stream', {
+    onRequest: [fastify.limitStreams, fastify.authenticateSubscriber],
+    config: { pressureHandler: fastify.shedLoad }
+  }, async (request, reply) => {
     const query = request.query as Query
+    let params = 0
+    for (const key in query) if (key !== 'topic') params += Array.isArray(query[key]) ? query[key].length : 1
+    if (params > cfg.MAX_QUERY_PARAMS) {
+      return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: `at most ${cfg.MAX_QUERY_PARAMS} query parameters besides topic, got ${params}` })
+    }
     const topics = parseTopics(query.topic, cfg.MAX_TOPICS_PER_STREAM, cfg.MAX_TOPIC_LENGTH)
     if (typeof topics === 'string') return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: topics })
     let lastId = request.headers['last-event-id'] ?? query.lastEventId
@@ -54,6 +64,8 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
     if (lastId !== undefined && !isEventId(lastId)) {
       return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'Last-Event-ID (or lastEventId) must be an id this service sent, like 1732600000000-0' })
     }
+    const denied = fastify.checkTopics(request, 'subscribe', topics)
+    if (denied !== null) return reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: denied })
     if (hub.size >= cfg.MAX_CLIENTS) {
       return reply.code(503).header('retry-after', retryAfter)
         .send({ statusCode: 503, error: 'Service Unavailable', message: `this instance is at MAX_CLIENTS (${cfg.MAX_CLIENTS}) streams` })
@@ -75,6 +87,16 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
       client.closed = true
       hub.remove(client)
     })
+    const expiresAt = request.access.expiresAt
+    if (expiresAt !== null) {
+      // The stream ends with its token; the client reconnects with a fresh one and resumes.
+      const cancel = closeAtExpiry(expiresAt, () => {
+        hub.remove(client)
+        client.closed = true
+        res.end(tokenExpired)
+      })
+      res.on('close', cancel)
+    }
     if (lastId === undefined) {
       hub.add(client)
       return

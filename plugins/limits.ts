@@ -1,0 +1,100 @@
+// Limits that protect the instance rather than one request: rate limits per client
+// address (shared through Redis when present), load shedding under event-loop or memory
+// pressure, and the HTTP timeouts that end slow-loris clients. Open streams are never
+// touched: only new streams and publishes are refused.
+import proxyAddr from '@fastify/proxy-addr'
+import fastifyRateLimit, { normalizeIP } from '@fastify/rate-limit'
+import fastifyUnderPressure from '@fastify/under-pressure'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { splitList } from '../src/config.js'
+
+type Hook = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+type PressureHandler = (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined) => Promise<void> | void
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** onRequest hook of GET /stream: RATE_LIMIT_STREAMS per client address. */
+    limitStreams: Hook
+    /** onRequest hook of POST /notify: RATE_LIMIT_PUBLISH per client address. */
+    limitPublish: Hook
+    /** Route config `pressureHandler` of the routes that shed load (503) under pressure. */
+    shedLoad: PressureHandler
+  }
+  interface FastifyContextConfig {
+    pressureHandler?: PressureHandler
+  }
+}
+
+/** TRUST_PROXY as the predicate Fastify's trustProxy takes (addresses, CIDRs, presets). */
+export function trustedProxies (setting: string): (address: string, hop: number) => boolean {
+  const list = splitList(setting)
+  if (list.length === 0) return () => false
+  try {
+    return proxyAddr.compile(list)
+  } catch (err) {
+    throw new Error(`TRUST_PROXY: ${(err as Error).message}`)
+  }
+}
+
+class ShedError extends Error {
+  readonly statusCode = 503
+}
+
+const noop: Hook = async () => {}
+
+async function limits (fastify: FastifyInstance): Promise<void> {
+  const cfg = fastify.config
+  if (cfg.HEADERS_TIMEOUT_MS > cfg.REQUEST_TIMEOUT_MS) {
+    throw new Error(`HEADERS_TIMEOUT_MS (${cfg.HEADERS_TIMEOUT_MS}) must not exceed REQUEST_TIMEOUT_MS (${cfg.REQUEST_TIMEOUT_MS})`)
+  }
+  // Both count until the request is fully received: a stream's open response is not affected.
+  fastify.server.headersTimeout = cfg.HEADERS_TIMEOUT_MS
+  fastify.server.requestTimeout = cfg.REQUEST_TIMEOUT_MS
+
+  const windowS = Math.round(cfg.RATE_LIMIT_WINDOW_MS / 1000)
+  await fastify.register(fastifyRateLimit, {
+    global: false,
+    timeWindow: cfg.RATE_LIMIT_WINDOW_MS,
+    // Redis counts for every instance; when it is down, requests pass rather than fail.
+    ...(fastify.redis !== null && { redis: fastify.redis.pub, nameSpace: `${cfg.REDIS_PREFIX}rate:` }),
+    skipOnError: true
+  })
+  const limiter = (max: number, what: string): Hook => {
+    if (max === 0) return noop
+    return fastify.rateLimit({
+      max,
+      keyGenerator: request => `${what}:${normalizeIP(request.ip)}`,
+      errorResponseBuilder: (_request, context) => {
+        const err = new Error(`rate limit: at most ${max} ${what === 'publish' ? 'publishes' : 'new streams'} per ${windowS} s from one address; retry in ${context.after}`)
+        return Object.assign(err, { statusCode: context.statusCode })
+      }
+    })
+  }
+  fastify.decorate('limitStreams', limiter(cfg.RATE_LIMIT_STREAMS, 'stream'))
+  fastify.decorate('limitPublish', limiter(cfg.RATE_LIMIT_PUBLISH, 'publish'))
+
+  const retryAfter = String(Math.max(1, Math.ceil(cfg.RETRY_MS / 1000)))
+  fastify.decorate('shedLoad', async function (_request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined) {
+    reply.header('retry-after', retryAfter)
+    const measured = value === undefined ? '' : ` (${type} ${Number.isInteger(value) ? value : value.toFixed(2)})`
+    throw new ShedError(`this instance is under pressure${measured}: open streams go on, new streams and publishes are refused for now`)
+  })
+  const pressure = {
+    maxEventLoopDelay: cfg.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
+    maxEventLoopUtilization: cfg.PRESSURE_MAX_EVENT_LOOP_UTILIZATION,
+    maxHeapUsedBytes: cfg.PRESSURE_MAX_HEAP_USED_BYTES,
+    maxRssBytes: cfg.PRESSURE_MAX_RSS_BYTES
+  }
+  if (Object.values(pressure).some(x => x > 0)) {
+    await fastify.register(fastifyUnderPressure, {
+      ...pressure,
+      sampleInterval: cfg.PRESSURE_SAMPLE_INTERVAL_MS,
+      eventLoopUtilizationMode: 'interval',
+      // Only routes that opt in (config.pressureHandler) are refused: /health and /metrics keep answering.
+      pressureHandler: () => {}
+    })
+  }
+}
+
+export default fp(limits, { name: 'limits', fastify: '5.x', dependencies: ['config', 'redis'] })
