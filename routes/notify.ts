@@ -56,11 +56,17 @@ export function describeError (errors: FastifySchemaValidationError[], single: b
     case 'required': return `${field} must have the property '${String(params.missingProperty)}'`
     case 'anyOf': return `${field} must be a topic name or an array of topic names`
     case 'pattern':
+    case 'minLength':
+    case 'maxLength':
       return field.includes('.event')
         ? `${field} must be 1-${maxEventLength} characters of A-Z a-z 0-9 _ . : -`
         : `${field} must be 1-${maxTopicLength} characters of A-Z a-z 0-9 _ . : @ / -`
     case 'maxItems': return `${field} must have at most ${String(params.limit)} items`
     case 'minItems': return `${field} must have at least ${String(params.limit)} item`
+    case 'type':
+      return params.type === 'object'
+        ? `${field} must be an event object like {"topic": "orders", "data": {...}}${field === 'body' ? ' or an array of them' : ''}`
+        : `${field} must be ${String(params.type)}`
     default: return `${field} ${e.message ?? 'is invalid'}`
   }
 }
@@ -87,7 +93,24 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
     const bytes = body as Buffer
     if (!isUtf8(bytes)) return done(badBody('body is not valid UTF-8'), undefined)
     if (nestsDeeper(bytes, cfg.MAX_DATA_DEPTH)) return done(badBody(`body nests deeper than ${cfg.MAX_DATA_DEPTH} levels (MAX_DATA_DEPTH)`), undefined)
-    parseJson(request, bytes.toString('utf8'), done)
+    const text = bytes.toString('utf8')
+    parseJson(request, text, (err, value) => {
+      if (err === null) return done(null, value)
+      if ((err as { code?: string }).code !== 'FST_ERR_CTP_INVALID_JSON_BODY') return done(err, undefined)
+      // Say what is wrong: where the JSON breaks, or that it tries to set a prototype.
+      try {
+        JSON.parse(text)
+        done(badBody('body must not have __proto__ or constructor.prototype keys'), undefined)
+      } catch (syntax) {
+        done(badBody(`body is not valid JSON: ${(syntax as Error).message}`), undefined)
+      }
+    })
+  })
+  // Anything but JSON: 415 naming what came.
+  fastify.addContentTypeParser('*', (request, _payload, done) => {
+    const type = request.headers['content-type']
+    const message = `POST /notify takes content-type application/json, not ${type === undefined ? 'a body without content-type' : JSON.stringify(type.slice(0, 100))}`
+    done(Object.assign(new Error(message), { statusCode: 415 }), undefined)
   })
   fastify.decorateRequest('notifySingle', false)
   fastify.post('/notify', {

@@ -1,0 +1,160 @@
+// Limits that protect the instance: rate limits per address (shared through Redis), load
+// shedding that leaves open streams alone, and timeouts that end slow-loris clients.
+import t from 'tap'
+import { connect, type Socket } from 'node:net'
+import { notify, SseClient, startInstance } from './helpers/instance.js'
+import { TestRedis } from './helpers/redis.js'
+
+const redis = await TestRedis.start()
+t.teardown(() => redis.stop())
+
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+t.test('publishes per address over RATE_LIMIT_PUBLISH get 429 with Retry-After and publish nothing', async t => {
+  const { app, url } = await startInstance({ RATE_LIMIT_PUBLISH: 3 })
+  t.teardown(() => app.close())
+  const observer = await SseClient.open(`${url}/stream?topic=t`)
+  t.teardown(() => observer.close())
+  for (let i = 0; i < 3; i++) t.equal((await notify(url, { topic: 't', data: i })).status, 202)
+  const over = await notify(url, { topic: 't', data: 'over' })
+  t.equal(over.status, 429)
+  t.match(over.body.message, /at most 3 publishes per 60 s from one address; retry in/)
+  t.ok(Number(over.headers.get('retry-after')) > 0, 'Retry-After')
+  await observer.untilEvents(3)
+  await sleep(100)
+  t.same(observer.events.map(e => e.data), ['0', '1', '2'])
+  t.equal((await fetch(`${url}/health`)).status, 200, '/health is not limited')
+})
+
+t.test('new streams per address over RATE_LIMIT_STREAMS get 429; the open ones go on', async t => {
+  const { app, url } = await startInstance({ RATE_LIMIT_STREAMS: 2 })
+  t.teardown(() => app.close())
+  const a = await SseClient.open(`${url}/stream?topic=t`)
+  const b = await SseClient.open(`${url}/stream?topic=t`)
+  t.teardown(() => { a.close(); b.close() })
+  const c = await fetch(`${url}/stream?topic=t`)
+  t.equal(c.status, 429)
+  t.match((await c.json()).message, /at most 2 new streams per 60 s/)
+  t.equal((await notify(url, { topic: 't', data: 'x' })).status, 202, 'publishing has its own limit')
+  await a.untilEvents(1)
+  await b.untilEvents(1)
+  t.equal(app.hub.size, 2)
+})
+
+t.test('with Redis the limit counts across instances, and a Redis outage does not turn it into errors', async t => {
+  const prefix = `rl${Math.random().toString(36).slice(2, 8)}:`
+  const config = { REDIS_URL: redis.url, REDIS_PREFIX: prefix, RATE_LIMIT_PUBLISH: 3 }
+  const [a, b] = await Promise.all([startInstance(config), startInstance(config)])
+  t.teardown(() => Promise.all([a.app.close(), b.app.close()]))
+  t.equal((await notify(a.url, { data: 1 })).status, 202)
+  t.equal((await notify(b.url, { data: 2 })).status, 202)
+  t.equal((await notify(a.url, { data: 3 })).status, 202)
+  const over = await notify(b.url, { data: 4 })
+  t.equal(over.status, 429, 'the fourth publish, on the other instance, is over the shared limit')
+
+  const { app: solo, url: soloUrl } = await startInstance({ REDIS_URL: `redis://127.0.0.1:${await unusedPort()}`, RATE_LIMIT_PUBLISH: 1, REDIS_CONNECT_TIMEOUT_MS: 100 })
+  t.teardown(() => solo.close())
+  for (let i = 0; i < 3; i++) {
+    const res = await notify(soloUrl, { data: i })
+    t.equal(res.status, 202, 'Redis unreachable: publishes pass the limit rather than fail')
+  }
+})
+
+t.test('TRUST_PROXY decides whether X-Forwarded-For names the client', async t => {
+  const { app: trusting, url: trustingUrl } = await startInstance({ RATE_LIMIT_PUBLISH: 1, TRUST_PROXY: 'loopback' })
+  const { app: plain, url: plainUrl } = await startInstance({ RATE_LIMIT_PUBLISH: 1 })
+  t.teardown(() => Promise.all([trusting.close(), plain.close()]))
+  const from = (ip: string): Record<string, string> => ({ 'x-forwarded-for': ip })
+  t.equal((await notify(trustingUrl, { data: 1 }, from('10.0.0.1'))).status, 202)
+  t.equal((await notify(trustingUrl, { data: 1 }, from('10.0.0.1'))).status, 429, 'same forwarded client')
+  t.equal((await notify(trustingUrl, { data: 1 }, from('10.0.0.2'))).status, 202, 'another forwarded client has its own count')
+  t.equal((await notify(plainUrl, { data: 1 }, from('10.0.0.1'))).status, 202)
+  t.equal((await notify(plainUrl, { data: 1 }, from('10.0.0.2'))).status, 429, 'an untrusted X-Forwarded-For cannot dodge the limit')
+})
+
+t.test('under pressure new streams and publishes get 503; open streams, /health and /metrics go on', async t => {
+  const prefix = `up${Math.random().toString(36).slice(2, 8)}:`
+  // Heap above 1 byte is always "pressure" once measured; the stream opens before the first sample.
+  const pressed = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: prefix, PRESSURE_MAX_HEAP_USED_BYTES: 1, PRESSURE_SAMPLE_INTERVAL_MS: 2000, HEARTBEAT_INTERVAL_MS: 200 })
+  const calm = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: prefix })
+  t.teardown(() => Promise.all([pressed.app.close(), calm.app.close()]))
+  const open = await SseClient.open(`${pressed.url}/stream?topic=t`)
+  t.teardown(() => open.close())
+  t.equal(open.status, 200)
+  const deadline = Date.now() + 4000
+  while (!pressed.app.isUnderPressure() && Date.now() < deadline) await sleep(50)
+  t.ok(pressed.app.isUnderPressure(), 'the instance measured its pressure')
+
+  const refused = await fetch(`${pressed.url}/stream?topic=t`)
+  t.equal(refused.status, 503)
+  t.ok(Number(refused.headers.get('retry-after')) >= 1, 'Retry-After')
+  t.match((await refused.json()).message, /under pressure \(heapUsedBytes \d+\): open streams go on/)
+  const publish = await notify(pressed.url, { topic: 't', data: 'refused' })
+  t.equal(publish.status, 503)
+  t.equal((await fetch(`${pressed.url}/health`)).status, 200, '/health is never shed')
+  t.equal((await fetch(`${pressed.url}/metrics`)).status, 200, '/metrics is never shed')
+
+  t.equal((await notify(calm.url, { topic: 't', data: 'through' })).status, 202)
+  await open.untilEvents(1)
+  t.same(open.events.map(e => e.data), ['through'], 'the open stream still gets events from the cluster')
+  const beats = open.comments.length
+  await sleep(500)
+  t.ok(open.comments.length > beats, 'and heartbeats')
+  t.notOk(open.ended)
+  t.equal(pressed.app.hub.size, 1)
+})
+
+async function unusedPort (): Promise<number> {
+  const { freePort } = await import('./helpers/redis.js')
+  return freePort()
+}
+
+interface Loris { socket: Socket, closedAt: number | null, received: string }
+
+/** A client that sends `head` and then one more byte every `everyMs`, never finishing. */
+async function loris (url: string, head: string, drip: string, everyMs: number): Promise<Loris> {
+  const { port } = new URL(url)
+  const socket = connect(Number(port), '127.0.0.1')
+  await new Promise<void>(resolve => socket.once('connect', resolve))
+  const l: Loris = { socket, closedAt: null, received: '' }
+  socket.write(head)
+  let i = 0
+  const timer = setInterval(() => { if (!socket.destroyed) socket.write(drip[i++ % drip.length]) }, everyMs)
+  socket.on('data', chunk => { l.received += chunk.toString() })
+  socket.on('error', () => {})
+  socket.on('close', () => { clearInterval(timer); l.closedAt = Date.now() })
+  return l
+}
+
+t.test('slow-loris clients are cut at HEADERS_TIMEOUT_MS / REQUEST_TIMEOUT_MS; streams are not', async t => {
+  const { app, url } = await startInstance({ HEADERS_TIMEOUT_MS: 1000, REQUEST_TIMEOUT_MS: 2000, HEARTBEAT_INTERVAL_MS: 300 })
+  t.teardown(() => app.close())
+  const observer = await SseClient.open(`${url}/stream?topic=t`)
+  t.teardown(() => observer.close())
+  const start = Date.now()
+  const heads = await Promise.all(Array.from({ length: 20 }, async () =>
+    loris(url, 'GET /stream?topic=t HTTP/1.1\r\nHost: x\r\nX-Slow: ', 'abcdefgh', 100)))
+  const body = await loris(url, 'POST /notify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n{"topic":"t","data":"', 'zzzz', 200)
+  const all = [...heads, body]
+  t.teardown(() => all.forEach(l => l.socket.destroy()))
+  const connections = async (): Promise<number> => await new Promise(resolve => app.server.getConnections((_err, n) => resolve(n)))
+  while (await connections() < 22 && Date.now() - start < 1000) await sleep(10)
+  t.equal(await connections(), 22, 'all connected')
+
+  while (all.some(l => l.closedAt === null) && Date.now() - start < 6000) await sleep(100)
+  for (const l of heads) {
+    t.ok(l.closedAt !== null && l.closedAt - start <= 1000 + 1000 + 500, `header dribbler cut after ${(l.closedAt ?? NaN) - start} ms`)
+  }
+  t.match(heads[0].received, /^HTTP\/1\.1 408/, 'answered 408 Request Timeout')
+  t.ok(body.closedAt !== null && body.closedAt - start <= 2000 + 1000 + 500, `body dribbler cut after ${(body.closedAt ?? NaN) - start} ms`)
+  t.equal(await connections(), 1, 'only the real stream is left')
+  t.equal(app.hub.size, 1, 'no dribbler got a stream')
+  t.notOk(observer.ended, 'the stream, open longer than REQUEST_TIMEOUT_MS, goes on')
+  t.equal((await notify(url, { topic: 't', data: 'still here' })).status, 202)
+  await observer.untilEvents(1)
+  t.same(observer.events.map(e => e.data), ['still here'], 'the half-sent publish published nothing')
+})
+
+t.test('HEADERS_TIMEOUT_MS above REQUEST_TIMEOUT_MS is refused at start', async t => {
+  await t.rejects(startInstance({ HEADERS_TIMEOUT_MS: 5000, REQUEST_TIMEOUT_MS: 1000 }), /HEADERS_TIMEOUT_MS \(5000\) must not exceed REQUEST_TIMEOUT_MS/)
+})
