@@ -10,7 +10,8 @@ import fp from 'fastify-plugin'
 import { splitList } from '../src/config.js'
 
 type Hook = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
-type PressureHandler = (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined) => Promise<void> | void
+/** under-pressure sends what it returns (sync), or lets the request pass when it returns nothing. */
+type PressureHandler = (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined) => unknown
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -35,10 +36,6 @@ export function trustedProxies (setting: string): (address: string, hop: number)
   } catch (err) {
     throw new Error(`TRUST_PROXY: ${(err as Error).message}`)
   }
-}
-
-class ShedError extends Error {
-  readonly statusCode = 503
 }
 
 const noop: Hook = async () => {}
@@ -75,10 +72,16 @@ async function limits (fastify: FastifyInstance): Promise<void> {
   fastify.decorate('limitPublish', limiter(cfg.RATE_LIMIT_PUBLISH, 'publish'))
 
   const retryAfter = String(Math.max(1, Math.ceil(cfg.RETRY_MS / 1000)))
-  fastify.decorate('shedLoad', async function (_request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined) {
-    reply.header('retry-after', retryAfter)
+  let lastWarning = 0
+  // A plain 503 reply, not an error: a shed request is expected, and must not flood the log.
+  fastify.decorate('shedLoad', function (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined) {
     const measured = value === undefined ? '' : ` (${type} ${Number.isInteger(value) ? value : value.toFixed(2)})`
-    throw new ShedError(`this instance is under pressure${measured}: open streams go on, new streams and publishes are refused for now`)
+    if (Date.now() - lastWarning > 10000) {
+      lastWarning = Date.now()
+      request.log.warn(`under pressure${measured}: refusing new streams and publishes (logged at most every 10 s)`)
+    }
+    reply.code(503).header('retry-after', retryAfter)
+    return { statusCode: 503, error: 'Service Unavailable', message: `this instance is under pressure${measured}: open streams go on, new streams and publishes are refused for now` }
   })
   const pressure = {
     maxEventLoopDelay: cfg.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
