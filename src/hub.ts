@@ -1,7 +1,7 @@
 // Local clients and the topic index. Knows nothing of HTTP: a client writes to a Sink.
 import { compareIds } from './event-id.js'
 
-/** What the hub needs of a socket (node's ServerResponse fits). */
+/** What the hub needs of a socket (node's ServerResponse or net.Socket fit). */
 export interface Sink {
   write (chunk: Buffer): boolean
   readonly writableLength: number
@@ -24,6 +24,9 @@ export class Client {
   pendingBytes = 0
   /** After a replay: skip live events up to this id (they were replayed already). */
   after: string | null = null
+  /** Frames delivered in this event-loop turn, written together at its end. */
+  queue: Buffer[] = []
+  queuedBytes = 0
   /** Last multi-topic delivery this client got, so one event reaches it once. */
   stamp = 0
   /** Nothing written since the last heartbeat tick. */
@@ -46,6 +49,10 @@ export class Hub {
   private readonly index = new Map<string, Set<Client>>()
   private readonly bufferBytes: number
   private stamp = 0
+  /** Clients with queued frames, flushed once per event-loop turn. */
+  private dirty: Client[] = []
+  private flushScheduled = false
+  private readonly flushNow = (): void => this.flush()
   delivered = 0
   dropped = 0
   slowDisconnected = 0
@@ -137,17 +144,36 @@ export class Hub {
   /** Writes `frame` to every live client that had nothing written since the last tick. */
   heartbeat (frame: Buffer): void {
     for (const client of this.clients) {
-      if (client.idle && client.pending === null) this.write(client, frame)
+      if (client.idle && client.pending === null && !client.closed) client.sink.write(frame)
       client.idle = true
     }
   }
 
   /** Ends every stream cleanly (shutdown); clients reconnect elsewhere and resume. */
   closeAll (): void {
+    this.flush()
     for (const client of this.clients) {
       this.remove(client)
       client.closed = true
       client.sink.end()
+    }
+  }
+
+  /** Writes each client's queued frames as one chunk: one syscall per client per turn. */
+  flush (): void {
+    this.flushScheduled = false
+    const dirty = this.dirty
+    this.dirty = []
+    for (const client of dirty) {
+      const queue = client.queue
+      const bytes = client.queuedBytes
+      client.queue = []
+      client.queuedBytes = 0
+      if (client.closed) continue
+      const chunk = queue.length === 1 ? queue[0] : Buffer.concat(queue, bytes)
+      if (!client.sink.write(chunk) && client.sink.writableLength > this.bufferBytes) {
+        this.disconnectSlow(client)
+      }
     }
   }
 
@@ -162,16 +188,18 @@ export class Hub {
       if (compareIds(d.id, client.after) <= 0) return
       client.after = null
     }
-    this.delivered++
-    this.write(client, d.frame)
-  }
-
-  private write (client: Client, frame: Buffer): void {
     if (client.closed) return
+    this.delivered++
     client.idle = false
-    if (!client.sink.write(frame) && client.sink.writableLength > this.bufferBytes) {
-      this.disconnectSlow(client)
+    if (client.queuedBytes === 0) {
+      this.dirty.push(client)
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        setImmediate(this.flushNow)
+      }
     }
+    client.queue.push(d.frame)
+    client.queuedBytes += d.frame.length
   }
 
   private disconnectSlow (client: Client): void {

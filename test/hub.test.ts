@@ -3,14 +3,20 @@ import t from 'tap'
 import { Client, Hub, type Delivery, type Sink } from '../src/hub.js'
 
 class FakeSocket implements Sink {
-  chunks: string[] = []
+  /** What was written, one entry per write() call. */
+  writes: string[] = []
+  /** What was written, one entry per SSE frame or comment. */
+  get chunks (): string[] {
+    return this.writes.join('').split(/(?<=\n\n)/).filter(x => x !== '')
+  }
+
   writableLength = 0
   /** Bytes the peer has not read: grows when `stalled`. */
   stalled = false
   ended = false
   destroyed = false
   write (chunk: Buffer): boolean {
-    this.chunks.push(chunk.toString())
+    this.writes.push(chunk.toString())
     if (this.stalled) this.writableLength += chunk.length
     return !this.stalled
   }
@@ -42,6 +48,9 @@ t.test('topic events reach subscribers of that topic; broadcasts reach everyone'
   hub.deliver(ev('1-0', ['a']))
   hub.deliver(ev('2-0', null))
   hub.deliver(ev('3-0', ['zzz']))
+  t.equal(a.chunks.length, 0, 'nothing is written before the end of the turn')
+  hub.flush()
+  t.equal(a.writes.length, 1, 'the frames of one turn go out in one write')
   t.equal(a.chunks.length, 2)
   t.equal(b.chunks.length, 1)
   t.equal(none.chunks.length, 1)
@@ -54,6 +63,7 @@ t.test('an event on several topics reaches a client of several of them once', as
   const b = add(['b'])
   hub.deliver(ev('1-0', ['a', 'b']))
   hub.deliver(ev('2-0', ['b', 'a']))
+  hub.flush()
   t.equal(ab.chunks.length, 2)
   t.equal(b.chunks.length, 2)
 })
@@ -68,6 +78,7 @@ t.test('removed clients get nothing and leave no empty topic behind', async t =>
   hub.remove(c)
   t.same(hub.topics(), [])
   hub.deliver(ev('1-0', ['a']))
+  hub.flush()
   t.equal(s.chunks.length, 0)
   t.equal(hub.size, 0)
 })
@@ -85,7 +96,17 @@ t.test('replay seam: live events wait, and those already replayed are not sent t
   hub.deliver(ev('6-0', ['a'])) // ...and now it does: not sent twice
   hub.deliver(ev('7-0', ['a']))
   hub.deliver(ev(null, ['a'], 'local')) // no id (Redis outage): always sent
+  hub.flush()
   t.same(s.chunks.map(x => x.split('\n')[0]), ['id: 4-0', 'id: 5-0', 'id: 6-0', 'id: 7-0', 'data: local'])
+})
+
+t.test('deliveries of one turn are written at its end, without being asked', async t => {
+  const { hub, add } = setup()
+  const a = add(['a'])
+  hub.deliver(ev('1-0', ['a']))
+  hub.deliver(ev('2-0', ['a']))
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(a.writes, ['id: 1-0\ndata: 1-0\n\nid: 2-0\ndata: 2-0\n\n'])
 })
 
 t.test('a client that stops reading is disconnected past its buffer; the others carry on', async t => {
@@ -93,7 +114,10 @@ t.test('a client that stops reading is disconnected past its buffer; the others 
   const slow = add(['a'])
   const fast = add(['a'])
   slow.stalled = true
-  for (let i = 0; i < 100; i++) hub.deliver(ev(`${i}-0`, ['a'], 'x'.repeat(50)))
+  for (let i = 0; i < 100; i++) {
+    hub.deliver(ev(`${i}-0`, ['a'], 'x'.repeat(50)))
+    hub.flush() // one event per turn
+  }
   t.ok(slow.destroyed, 'slow client destroyed')
   t.ok(slow.writableLength <= 1000 + 80, `its buffer stayed bounded (${slow.writableLength} bytes)`)
   t.equal(fast.chunks.length, 100, 'the fast client got everything')
@@ -101,6 +125,7 @@ t.test('a client that stops reading is disconnected past its buffer; the others 
   t.equal(hub.size, 1)
   const before = slow.chunks.length
   hub.deliver(ev('200-0', ['a']))
+  hub.flush()
   t.equal(slow.chunks.length, before, 'nothing more is written to it')
 })
 
@@ -111,16 +136,19 @@ t.test('heartbeats go only to streams idle for a whole interval', async t => {
   const hb = Buffer.from(': heartbeat\n\n')
   hub.heartbeat(hb) // first tick: both were idle since they were added
   hub.deliver(ev('1-0', ['a']))
+  hub.flush()
   hub.heartbeat(hb)
   t.same(busy.chunks, [': heartbeat\n\n', 'id: 1-0\ndata: 1-0\n\n'])
   t.same(idle.chunks, [': heartbeat\n\n', ': heartbeat\n\n'])
   t.equal(hub.delivered, 1, 'heartbeats are not counted as deliveries')
 })
 
-t.test('closeAll ends every stream', async t => {
+t.test('closeAll writes what is queued, then ends every stream', async t => {
   const { hub, add } = setup()
   const socks = [add(['a']), add([]), add(['b'])]
+  hub.deliver(ev('1-0', null))
   hub.closeAll()
   t.ok(socks.every(s => s.ended))
+  t.ok(socks.every(s => s.chunks.length === 1), 'the last event was not lost')
   t.equal(hub.size, 0)
 })

@@ -35,6 +35,7 @@ t.test('a client that stops reading is disconnected at the bound and resumes by 
   t.ok(slow.events.length < total, `it had only ${slow.events.length} events`)
   const resumed = await SseClient.open(`${url}/stream?topic=s`, { 'last-event-id': slow.lastEventId! })
   t.teardown(() => resumed.close())
+  t.equal(resumed.status, 200)
   await resumed.untilEvents(total - slow.events.length, 30000)
   const all = [...slow.events, ...resumed.events].map(e => Number(e.data.split(' ')[0]) || 0)
   t.same(all, Array.from({ length: total }, (_, i) => i), 'after resuming it has every event once, in order')

@@ -12,7 +12,9 @@ export async function startInstance (config: Record<string, unknown> = {}, logge
   const app = await buildApp({
     env: false,
     logger,
-    config: { PORT: 0, HOST: '127.0.0.1', REDIS_CONNECT_TIMEOUT_MS: 500, ...config }
+    // Load shedding is off unless a test turns it on: a busy CI machine must not turn
+    // a test's stream into a 503.
+    config: { PORT: 0, HOST: '127.0.0.1', REDIS_CONNECT_TIMEOUT_MS: 500, PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0, ...config }
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as { port: number }
