@@ -1,6 +1,7 @@
 // GET /stream: one SSE stream for one or more topics, plus broadcasts.
 import type { FastifyInstance } from 'fastify'
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { OutgoingHttpHeaders } from 'node:http'
+import type { Socket } from 'node:net'
 import { TOPIC_CHARS } from '../src/config.js'
 import { compareIds, isEventId } from '../src/event-id.js'
 import { encodeComment, encodePreamble } from '../src/frame.js'
@@ -22,16 +23,27 @@ export function parseTopics (raw: string | string[] | undefined, maxTopics: numb
 }
 
 /** Waits until the socket took what it had, or closed. */
-async function drained (res: ServerResponse): Promise<void> {
+async function drained (socket: Socket): Promise<void> {
   await new Promise<void>(resolve => {
     const done = (): void => {
-      res.off('drain', done)
-      res.off('close', done)
+      socket.off('drain', done)
+      socket.off('close', done)
       resolve()
     }
-    res.on('drain', done)
-    res.on('close', done)
+    socket.on('drain', done)
+    socket.on('close', done)
   })
+}
+
+/** The status line and headers of a stream; headers set by other plugins (CORS) kept. */
+function responseHead (headers: OutgoingHttpHeaders): string {
+  let head = 'HTTP/1.1 200 OK\r\n'
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`
+  }
+  return head + 'content-type: text/event-stream\r\ncache-control: no-cache\r\n' +
+    'x-accel-buffering: no\r\nconnection: close\r\n\r\n'
 }
 
 function resetFrame (last: string | null, reason: string): Buffer {
@@ -71,19 +83,15 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
         .send({ statusCode: 503, error: 'Service Unavailable', message: `this instance is at MAX_CLIENTS (${cfg.MAX_CLIENTS}) streams` })
     }
 
+    // The response is written straight to the socket, delimited by the connection's end:
+    // no chunked encoding, so one frame (or one turn's frames) is one plain write.
     reply.hijack()
-    const res = reply.raw
-    res.writeHead(200, {
-      ...(reply.getHeaders() as OutgoingHttpHeaders),
-      'content-type': 'text/event-stream',
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-      connection: 'keep-alive'
-    })
-    res.write(preamble)
-    request.raw.socket.setNoDelay(true)
-    const client = new Client(res, topics)
-    res.on('close', () => {
+    const socket = request.raw.socket
+    socket.setNoDelay(true)
+    socket.write(responseHead(reply.getHeaders() as OutgoingHttpHeaders))
+    socket.write(preamble)
+    const client = new Client(socket, topics)
+    socket.on('close', () => {
       client.closed = true
       hub.remove(client)
     })
@@ -93,9 +101,9 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
       const cancel = closeAtExpiry(expiresAt, () => {
         hub.remove(client)
         client.closed = true
-        res.end(tokenExpired)
+        socket.end(tokenExpired)
       })
-      res.on('close', cancel)
+      socket.on('close', cancel)
     }
     if (lastId === undefined) {
       hub.add(client)
@@ -109,7 +117,7 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
       const { events, gap, last } = await bus.history(topics, lastId)
       if (gap) hub.replay(client, resetFrame(events.length === 0 ? last : null, 'history'))
       for (const d of events) {
-        if (!hub.replay(client, d.frame)) await drained(res)
+        if (!hub.replay(client, d.frame)) await drained(socket)
         if (client.closed) return
       }
       if (events.length > 0) cursor = events[events.length - 1].id!
