@@ -153,10 +153,10 @@ t.test('a stream ends when its token expires, not before', async t => {
   t.equal(app.hub.size, 3)
   await notify(url, { topic: 't', data: 'before' })
   await short.untilEvents(1)
-  await short.until(c => c.ended, expiresAt - Date.now() + 1500, 'the end of the stream')
+  await short.until(c => c.ended, expiresAt - Date.now() + 2500, 'the end of the stream')
   const late = Date.now() - expiresAt
   t.ok(late >= 0, `ended at or after exp (${late} ms)`)
-  t.ok(late < 1000, `ended within a second of exp (${late} ms)`)
+  t.ok(late < 1500, `ended within 1.5 s of exp (${late} ms)`)
   t.ok(short.comments.includes('token expired'), 'the last thing sent says why')
   t.equal(app.hub.size, 2, 'the expired client left the hub')
   await notify(url, { topic: 't', data: 'after' })
@@ -176,7 +176,7 @@ t.test('a clock tolerance delays both the refusal and the end of the stream', as
   t.equal(c.status, 200, 'just expired, within the tolerance')
   await c.until(x => x.ended, 4000, 'the end of the stream')
   const late = Date.now() - (exp * 1000 + 3000)
-  t.ok(late >= 0 && late < 1000, `ended at exp + tolerance (${late} ms)`)
+  t.ok(late >= 0 && late < 1500, `ended at exp + tolerance (${late} ms)`)
 })
 
 t.test('audience and issuer are checked when configured', async t => {
