@@ -1,8 +1,11 @@
 // The entry point as a process: signals, exit codes, configuration errors, a killed instance.
 import t from 'tap'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { notify, SseClient } from './helpers/instance.js'
 import { startServer } from './helpers/process.js'
-import { TestRedis } from './helpers/redis.js'
+import { freePort, TestRedis } from './helpers/redis.js'
 
 t.test('SIGTERM with open streams: streams end cleanly, exit 0 well within SHUTDOWN_TIMEOUT_MS', async t => {
   const server = await startServer({ SHUTDOWN_TIMEOUT_MS: '5000' })
@@ -32,6 +35,18 @@ t.test('a bad setting stops the start with one line naming the variable', async 
     t.equal(lines.length, 1, 'one line')
     t.match(lines[0], new RegExp(`cannot start: .*${name}`), `the line names ${name}`)
   }
+})
+
+t.test('settings come from a .env file in the working directory; the environment wins', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'sse-env-'))
+  const port = await freePort()
+  writeFileSync(join(dir, '.env'), `PORT=${port}\nHEARTBEAT_INTERVAL_MS=150\nHEARTBEAT_EVENT=from-dotenv\nRETRY_MS=9999\n`)
+  const server = await startServer({ RETRY_MS: '1111' }, true, dir, port)
+  t.teardown(() => { server.child.kill('SIGKILL') })
+  const c = await SseClient.open(`${server.url}/stream`)
+  t.teardown(() => c.close())
+  await c.until(x => x.events.some(e => e.event === 'from-dotenv'), 3000, 'a heartbeat named in .env')
+  t.ok(c.raw.startsWith('retry: 1111\n'), 'the environment wins over .env')
 })
 
 t.test('no REDIS_URL: the single-instance warning, and it works', async t => {

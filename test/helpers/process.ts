@@ -1,10 +1,12 @@
 // The service as a user runs it: a child process of src/server.ts, configured by env.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { freePort } from './redis.js'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
+const tsxLoader = pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href
 
 export interface ServerProcess {
   child: ChildProcess
@@ -13,12 +15,17 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
-/** Starts `src/server.ts`; resolves once it listens (or rejects with its output). */
-export async function startServer (env: Record<string, string> = {}, waitForListen = true): Promise<ServerProcess> {
-  const port = env.PORT ?? String(await freePort())
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: root,
-    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: port, LOG_LEVEL: 'info', ...env },
+/**
+ * Starts `src/server.ts`; resolves once it listens (or rejects with its output). With
+ * `cwd`, it runs there (to read a .env file) and PORT comes from `port`'s caller.
+ */
+export async function startServer (env: Record<string, string> = {}, waitForListen = true, cwd?: string, port?: number): Promise<ServerProcess> {
+  const listenPort = String(port ?? env.PORT ?? await freePort())
+  const baseEnv: Record<string, string | undefined> = { PATH: process.env.PATH, HOST: '127.0.0.1', LOG_LEVEL: 'info' }
+  if (cwd === undefined) baseEnv.PORT = listenPort
+  const child = spawn(process.execPath, ['--import', tsxLoader, join(root, 'src/server.ts')], {
+    cwd: cwd ?? root,
+    env: { ...baseEnv, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''
@@ -32,5 +39,5 @@ export async function startServer (env: Record<string, string> = {}, waitForList
       await new Promise(resolve => setTimeout(resolve, 50))
     }
   }
-  return { child, url: `http://127.0.0.1:${port}`, output: () => out, exited }
+  return { child, url: `http://127.0.0.1:${listenPort}`, output: () => out, exited }
 }
