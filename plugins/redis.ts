@@ -38,8 +38,12 @@ function createClient (url: string, role: 'publisher' | 'subscriber', log: Fasti
     retryStrategy: times => Math.min(100 * 2 ** Math.min(times, 4), 2000),
     connectionName: `sse-fanout-${role}`
   }
-  // A frozen Redis must not hang publishers; a subscriber just waits for messages.
-  if (role === 'publisher') options.commandTimeout = 2000
+  if (role === 'publisher') {
+    // A frozen Redis must not hang publishers; a subscriber just waits for messages.
+    options.commandTimeout = 2000
+    // Commands issued in one turn (publishes, history reads) share one socket write.
+    options.enableAutoPipelining = true
+  }
   const client = new Redis(url, options)
   // 'error' fires on every retry: log the first of an outage and its end, nothing between.
   let down = false

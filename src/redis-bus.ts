@@ -26,39 +26,38 @@ end
 
 // KEYS[1] last id; ARGV: prefix, maxlen, ttl ms, channel, then topics/origin/body triples.
 // Topics are joined by ','; '' is a broadcast. Origin names the instance that already
-// delivered the event itself during an outage ('' normally). Returns the ids.
+// delivered the event itself during an outage ('' normally). Returns the ids. The whole
+// batch goes out as one Pub/Sub message.
 const PUBLISH_SCRIPT = ID_HELPERS + `
-local prefix, maxlen, ttl, channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local prefix, maxlen, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
 local ms, seq = 0, -1
 local last = redis.call('GET', KEYS[1])
 if last then ms, seq = parse(last) end
-local ids, parts = {}, {}
+local ids, parts, touched = {}, {}, {}
 for i = 5, #ARGV, 3 do
   local topics, origin, body = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if now > ms then ms, seq = now, 0 else seq = seq + 1 end
   local id = string.format('%d-%d', ms, seq)
   ids[#ids + 1] = id
-  local keys = {}
   if topics == '' then
-    keys[1] = prefix .. 'b'
+    redis.call('XADD', prefix .. 'b', 'MAXLEN', maxlen, id, 't', topics, 'o', origin, 'b', body)
+    touched[prefix .. 'b'] = true
   else
-    for topic in string.gmatch(topics, '[^,]+') do keys[#keys + 1] = prefix .. 't:' .. topic end
-  end
-  for _, key in ipairs(keys) do
-    redis.call('XADD', key, id, 't', topics, 'o', origin, 'b', body)
-    -- Trim with XDEL, not MAXLEN: only XDEL moves max-deleted-entry-id, which tells
-    -- a resuming client whether history still covers it.
-    local excess = redis.call('XLEN', key) - maxlen
-    if excess > 0 then
-      for _, e in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT', excess)) do redis.call('XDEL', key, e[1]) end
-    end
-    if ttl > 0 then
-      redis.call('XTRIM', key, 'MINID', string.format('%d', now - ttl))
-      redis.call('PEXPIRE', key, ttl)
+    for topic in string.gmatch(topics, '[^,]+') do
+      local key = prefix .. 't:' .. topic
+      redis.call('XADD', key, 'MAXLEN', maxlen, id, 't', topics, 'o', origin, 'b', body)
+      touched[key] = true
     end
   end
   parts[#parts + 1] = id .. '\\n' .. topics .. '\\n' .. origin .. '\\n' .. #body .. '\\n' .. body
+end
+if ttl > 0 then
+  local cutoff = string.format('%d', now - ttl)
+  for key in pairs(touched) do
+    redis.call('XTRIM', key, 'MINID', cutoff)
+    redis.call('PEXPIRE', key, ttl)
+  end
 end
 redis.call('SET', KEYS[1], ids[#ids])
 redis.call('PUBLISH', channel, table.concat(parts))
@@ -67,6 +66,8 @@ return ids
 
 // KEYS[1] last id; ARGV: after id, ttl ms, unknown-is-gap 0/1, then stream keys.
 // Returns { last id, gap 0/1, then id/topics/origin/body quads (unsorted, may repeat) }.
+// A stream that lost entries (trimmed by size or age) covers a resume only from its
+// first remaining entry on.
 const HISTORY_SCRIPT = ID_HELPERS + `
 local after, ttl, unknown_gap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local last = redis.call('GET', KEYS[1])
@@ -80,8 +81,11 @@ for i = 4, #ARGV do
   local key = ARGV[i]
   if redis.call('EXISTS', key) == 1 then
     local info = redis.call('XINFO', 'STREAM', key)
-    for j = 1, #info, 2 do
-      if info[j] == 'max-deleted-entry-id' and gt(info[j + 1], after) then gap = 1 end
+    local f = {}
+    for j = 1, #info, 2 do f[info[j]] = info[j + 1] end
+    if f['entries-added'] > f['length'] then
+      local oldest = f['length'] > 0 and f['first-entry'][1] or f['last-generated-id']
+      if gt(oldest, after) then gap = 1 end
     end
     for _, e in ipairs(redis.call('XRANGE', key, '(' .. after, '+')) do
       out[#out + 1] = e[1]
@@ -141,6 +145,8 @@ export class RedisBus implements Bus {
   /** Events delivered here during an outage, to be published once Redis is back. */
   private readonly outbox: Outgoing[] = []
   private flushing = false
+  /** Publishes waiting for the end of this event-loop turn. */
+  private batch: { events: Outgoing[], waiters: Array<{ start: number, count: number, resolve: (ids: string[]) => void, reject: (err: Error) => void }> } | null = null
   private subscribed = false
   private generation = 0
   private closing = false
@@ -172,8 +178,31 @@ export class RedisBus implements Bus {
   async publish (events: Outgoing[]): Promise<PublishResult> {
     // While the outbox drains, new events queue behind it to keep this instance's order.
     if (this.pub.status !== 'ready' || this.outbox.length > 0) return this.publishLocal(events)
-    const ids = await this.send(events, '')
-    return { ids, fanout: 'cluster' }
+    return { ids: await this.enqueue(events), fanout: 'cluster' }
+  }
+
+  // Publishes of one event-loop turn go to Redis as one script call: one round trip, one
+  // Pub/Sub message for every instance to parse, whatever the number of publishers.
+  private async enqueue (events: Outgoing[]): Promise<string[]> {
+    return new Promise((resolve, reject) => {
+      let batch = this.batch
+      if (batch === null) {
+        batch = { events: [], waiters: [] }
+        this.batch = batch
+        setImmediate(this.sendBatch)
+      }
+      batch.waiters.push({ start: batch.events.length, count: events.length, resolve, reject })
+      for (const e of events) batch.events.push(e)
+    })
+  }
+
+  private readonly sendBatch = (): void => {
+    const batch = this.batch!
+    this.batch = null
+    this.send(batch.events, '').then(
+      ids => { for (const w of batch.waiters) w.resolve(ids.slice(w.start, w.start + w.count)) },
+      err => { for (const w of batch.waiters) w.reject(err) }
+    )
   }
 
   async history (topics: string[], after: string): Promise<HistoryResult> {
