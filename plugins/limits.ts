@@ -7,6 +7,8 @@ import fastifyRateLimit, { normalizeIP } from '@fastify/rate-limit'
 import fastifyUnderPressure from '@fastify/under-pressure'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { splitList } from '../src/config.js'
 
 type Hook = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
@@ -48,6 +50,22 @@ async function limits (fastify: FastifyInstance): Promise<void> {
   // Both count until the request is fully received: a stream's open response is not affected.
   fastify.server.headersTimeout = cfg.HEADERS_TIMEOUT_MS
   fastify.server.requestTimeout = cfg.REQUEST_TIMEOUT_MS
+  // Connections that have not sent a whole request head yet. Node ends them at
+  // HEADERS_TIMEOUT_MS while the server runs, but stops checking once close() begins: then
+  // one that never sends (a browser's preconnect, a slow-loris) would hold close() forever.
+  const unheard = new Set<Socket>()
+  fastify.server.on('connection', (socket: Socket) => {
+    unheard.add(socket)
+    socket.once('close', () => unheard.delete(socket))
+  })
+  fastify.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    unheard.delete(request.socket)
+    // Kept alive, it waits for its next request head (a hijacked stream never finishes).
+    response.once('finish', () => { if (!request.socket.destroyed) unheard.add(request.socket) })
+  })
+  fastify.addHook('preClose', async () => {
+    for (const socket of unheard) socket.destroy()
+  })
 
   const windowS = Math.round(cfg.RATE_LIMIT_WINDOW_MS / 1000)
   await fastify.register(fastifyRateLimit, {

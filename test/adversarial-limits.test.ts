@@ -155,6 +155,47 @@ t.test('slow-loris clients are cut at HEADERS_TIMEOUT_MS / REQUEST_TIMEOUT_MS; s
   t.same(observer.events.map(e => e.data), ['still here'], 'the half-sent publish published nothing')
 })
 
+t.test('connections that never send a byte are closed at HEADERS_TIMEOUT_MS and do not hold up close()', async t => {
+  const { app, url } = await startInstance({ HEADERS_TIMEOUT_MS: 1000, REQUEST_TIMEOUT_MS: 2000 })
+  const { port } = new URL(url)
+  const start = Date.now()
+  const silent = await Promise.all(Array.from({ length: 10 }, async () => {
+    const socket = connect(Number(port), '127.0.0.1')
+    socket.on('error', () => {})
+    socket.resume()
+    await new Promise<void>(resolve => socket.once('connect', resolve))
+    return socket
+  }))
+  t.teardown(() => silent.forEach(s => s.destroy()))
+  const closed = await Promise.all(silent.map(async s => await new Promise<number>(resolve => s.once('close', () => resolve(Date.now() - start)))))
+  for (const ms of closed) t.ok(ms >= 900 && ms <= 3000, `closed after ${ms} ms`)
+  const c = await SseClient.open(`${url}/stream?topic=t`)
+  t.teardown(() => c.close())
+  t.equal(c.status, 200, 'a stream that opens right away is not affected')
+  await sleep(1500)
+  t.notOk(c.ended)
+
+  const { app: other, url: otherUrl } = await startInstance()
+  const idle = connect(Number(new URL(otherUrl).port), '127.0.0.1')
+  idle.on('error', () => {})
+  await new Promise<void>(resolve => idle.once('connect', resolve))
+  // And one kept alive after a request, now dribbling its next request head.
+  const kept = connect(Number(new URL(otherUrl).port), '127.0.0.1')
+  kept.on('error', () => {})
+  let answer = ''
+  kept.on('data', chunk => { answer += chunk.toString() })
+  kept.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n')
+  while (!answer.includes('"status"')) await sleep(10)
+  kept.write('GET /health HTTP/1.1\r\nHo')
+  await sleep(50)
+  const closing = Date.now()
+  await other.close()
+  t.ok(Date.now() - closing < 1000, `close() with a silent and a half-sent connection open took ${Date.now() - closing} ms`)
+  idle.destroy()
+  kept.destroy()
+  await app.close()
+})
+
 t.test('HEADERS_TIMEOUT_MS above REQUEST_TIMEOUT_MS is refused at start', async t => {
   await t.rejects(startInstance({ HEADERS_TIMEOUT_MS: 5000, REQUEST_TIMEOUT_MS: 1000 }), /HEADERS_TIMEOUT_MS \(5000\) must not exceed REQUEST_TIMEOUT_MS/)
 })
