@@ -32,6 +32,7 @@ async function sse (fastify: FastifyInstance): Promise<void> {
       historyTtlMs: cfg.HISTORY_TTL_MS,
       rejectWhenDegraded: cfg.PUBLISH_WHEN_DEGRADED === 'reject',
       deliver,
+      wants: topics => hub.wants(topics),
       topics: () => hub.topics(),
       onGap: () => {
         fastify.log.warn('Redis outage outlasted the history: ending streams so clients resume and get a reset')

@@ -15,8 +15,10 @@ export function encodeBody (event: string | undefined, data: unknown): string {
   if (event !== undefined && event !== '') {
     out += `event: ${event.replace(/[\r\n]/g, '')}\n`
   }
-  const text = typeof data === 'string' ? data : (JSON.stringify(data) ?? 'null')
-  const lines = text.split(LINE_BREAK)
+  // JSON has no raw line breaks; only a string payload can need several data: lines.
+  if (typeof data !== 'string') return out + `data: ${JSON.stringify(data) ?? 'null'}\n\n`
+  if (!data.includes('\n') && !data.includes('\r')) return out + `data: ${data}\n\n`
+  const lines = data.split(LINE_BREAK)
   for (let i = 0; i < lines.length; i++) {
     out += `data: ${lines[i]}\n`
   }

@@ -44,6 +44,12 @@ export interface HubOptions {
   bufferBytes: number
 }
 
+function sameFrames (a: Buffer[], b: Buffer[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
 export class Hub {
   readonly clients = new Set<Client>()
   private readonly index = new Map<string, Set<Client>>()
@@ -89,6 +95,14 @@ export class Hub {
       set.delete(client)
       if (set.size === 0) this.index.delete(topic)
     }
+  }
+
+  /** Whether any client would get an event of `topics` (null: a broadcast). */
+  wants (topics: string[] | null): boolean {
+    if (this.clients.size === 0) return false
+    if (topics === null) return true
+    for (const topic of topics) if (this.index.has(topic)) return true
+    return false
   }
 
   /** Topics that have at least one local client. */
@@ -164,13 +178,25 @@ export class Hub {
     this.flushScheduled = false
     const dirty = this.dirty
     this.dirty = []
+    // Clients of one topic got the same frames this turn: join them once, share the chunk.
+    let lastQueue: Buffer[] = []
+    let lastChunk: Buffer | null = null
     for (const client of dirty) {
       const queue = client.queue
       const bytes = client.queuedBytes
       client.queue = []
       client.queuedBytes = 0
       if (client.closed) continue
-      const chunk = queue.length === 1 ? queue[0] : Buffer.concat(queue, bytes)
+      let chunk: Buffer
+      if (queue.length === 1) {
+        chunk = queue[0]
+      } else if (lastChunk !== null && sameFrames(queue, lastQueue)) {
+        chunk = lastChunk
+      } else {
+        chunk = Buffer.concat(queue, bytes)
+        lastQueue = queue
+        lastChunk = chunk
+      }
       if (!client.sink.write(chunk) && client.sink.writableLength > this.bufferBytes) {
         this.disconnectSlow(client)
       }

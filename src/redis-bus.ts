@@ -50,7 +50,9 @@ for i = 5, #ARGV, 3 do
       touched[key] = true
     end
   end
-  parts[#parts + 1] = id .. '\\n' .. topics .. '\\n' .. origin .. '\\n' .. #body .. '\\n' .. body
+  -- The record carries the finished SSE frame, so receivers only take a view of it.
+  local frame = 'id: ' .. id .. '\\n' .. body
+  parts[#parts + 1] = id .. '\\n' .. topics .. '\\n' .. origin .. '\\n' .. #frame .. '\\n' .. frame
 end
 if ttl > 0 then
   local cutoff = string.format('%d', now - ttl)
@@ -123,6 +125,8 @@ export interface RedisBusOptions {
   /** Events accepted during an outage that wait for Redis; past it, publishes get 503. */
   outboxLimit: number
   deliver: (d: Delivery) => void
+  /** Whether any local client would get an event of these topics (null: a broadcast). */
+  wants: (topics: string[] | null) => boolean
   /** Topics with local clients: what to catch up on after an outage. */
   topics: () => string[]
   /** History no longer holds all that was missed: the clients must resume on their own. */
@@ -275,7 +279,7 @@ export class RedisBus implements Bus {
     this.deliverBatch(message)
   }
 
-  // A message is records of "<id>\n<topics>\n<origin>\n<body bytes>\n<body>" (PUBLISH_SCRIPT).
+  // A message is records of "<id>\n<topics>\n<origin>\n<frame bytes>\n<frame>" (PUBLISH_SCRIPT).
   private deliverBatch (message: Buffer): void {
     let pos = 0
     while (pos < message.length) {
@@ -291,12 +295,9 @@ export class RedisBus implements Bus {
       // Delivered here already, during the outage it was published in.
       if (c > b + 1 && message.toString('latin1', b + 1, c) === this.opts.instanceId) continue
       const field = message.toString('utf8', a + 1, b)
-      const head = Buffer.from(`id: ${id}\n`)
-      this.opts.deliver({
-        id,
-        topics: field === '' ? null : field.split(','),
-        frame: Buffer.concat([head, message.subarray(d + 1, end)], head.length + end - d - 1)
-      })
+      const topics = field === '' ? null : field.includes(',') ? field.split(',') : [field]
+      if (!this.opts.wants(topics)) continue
+      this.opts.deliver({ id, topics, frame: message.subarray(d + 1, end) })
     }
   }
 
