@@ -276,11 +276,14 @@ export class RedisBus implements Bus {
       this.held.push(message)
       return
     }
-    this.deliverBatch(message)
+    this.deliverBatch(message, false)
   }
 
   // A message is records of "<id>\n<topics>\n<origin>\n<frame bytes>\n<frame>" (PUBLISH_SCRIPT).
-  private deliverBatch (message: Buffer): void {
+  // Live messages come once each, in order: only those held during a catch-up can repeat
+  // what it fetched, so only they are checked against the cursor. (Were the ids ever to go
+  // back, say after a failover to a Redis with a slower clock, live events still flow.)
+  private deliverBatch (message: Buffer, afterCatchUp: boolean): void {
     let pos = 0
     while (pos < message.length) {
       const a = message.indexOf(10, pos)
@@ -290,7 +293,7 @@ export class RedisBus implements Bus {
       const id = message.toString('latin1', pos, a)
       const end = d + 1 + Number(message.toString('latin1', c + 1, d))
       pos = end
-      if (this.cursor !== null && compareIds(id, this.cursor) <= 0) continue
+      if (afterCatchUp && this.cursor !== null && compareIds(id, this.cursor) <= 0) continue
       this.cursor = id
       // Delivered here already, during the outage it was published in.
       if (c > b + 1 && message.toString('latin1', b + 1, c) === this.opts.instanceId) continue
@@ -330,7 +333,7 @@ export class RedisBus implements Bus {
     if (generation !== this.generation) return
     const held = this.held
     this.held = null
-    for (const message of held) this.deliverBatch(message)
+    for (const message of held) this.deliverBatch(message, true)
   }
 
   private async catchUp (after: string): Promise<void> {

@@ -112,3 +112,24 @@ t.test('resume from an id older than the history gets the reset event', async t 
   await unknown.untilEvents(1)
   t.equal(unknown.events[0].event, 'reset', 'an id from the future is unknown: reset')
 })
+
+t.test('ids that go back (a Redis that lost its state and has a slower clock) do not stop delivery', async t => {
+  const prefix = `back${Math.random().toString(36).slice(2, 6)}:`
+  const nodes = await Promise.all([1, 2].map(() => startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: prefix })))
+  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
+  const clients = await Promise.all(nodes.map(n => SseClient.open(`${n.url}/stream?topic=b`)))
+  t.teardown(() => clients.forEach(c => c.close()))
+  const { Redis } = await import('ioredis')
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.quit())
+  await admin.set(`${prefix}last`, '99999999999999-0') // ids jump far ahead...
+  const ahead = await notify(nodes[0].url, { topic: 'b', data: 'ahead' })
+  t.equal(ahead.body.id, '99999999999999-1')
+  await admin.del(`${prefix}last`) // ...then Redis forgets, and ids come from its clock again
+  const back = await notify(nodes[1].url, { topic: 'b', data: 'back' })
+  t.ok(compareIds(back.body.id, ahead.body.id) < 0, 'the id went back')
+  for (const c of clients) {
+    await c.untilEvents(2)
+    t.same(c.events.map(e => e.data), ['ahead', 'back'])
+  }
+})
