@@ -1,4 +1,4 @@
-// npm run bench [-- --full] [-- --scenarios=fanout,cluster,capacity,publish] ...
+// npm run bench [-- --full] [-- --scenarios=fanout,cluster,capacity,publish,slow] ...
 // Runs the scenarios one after another on loopback only, prints markdown tables and
 // keeps them (and the raw numbers) in bench/out/. Quick sizes by default; --full for
 // the sizes of the issue. Every count and duration is bounded: it stops by itself.
@@ -11,9 +11,10 @@ import { hardFdLimit, nchanMissing, OUT_DIR, ROOT, serviceBuilt, useRef } from '
 import { capacity, cluster } from './scenarios/cluster.js'
 import { fanout } from './scenarios/fanout.js'
 import { publishPath } from './scenarios/publish-path.js'
+import { slowClient } from './scenarios/slow-client.js'
 
 const QUICK = {
-  scenarios: 'fanout,cluster,publish',
+  scenarios: 'fanout,cluster,publish,slow',
   targets: 'service,naive,nchan',
   clients: 2000,
   events: 100,
@@ -24,10 +25,11 @@ const QUICK = {
   capacityClients: 4000,
   capacityEvents: 10,
   duration: 3,
-  publishRounds: 2
+  publishRounds: 2,
+  slowRounds: 2
 }
 const FULL = {
-  scenarios: 'fanout,cluster,capacity,publish',
+  scenarios: 'fanout,cluster,capacity,publish,slow',
   targets: 'service,service-redis,naive,nchan',
   clients: 10000,
   events: 100,
@@ -38,12 +40,13 @@ const FULL = {
   capacityClients: 36000,
   capacityEvents: 20,
   duration: 10,
-  publishRounds: 3
+  publishRounds: 3,
+  slowRounds: 4
 }
 
 const HELP = `npm run bench -- [options]
   --full                 the issue's sizes (10k clients, 36k capacity, 10 s autocannon runs)
-  --scenarios=LIST       fanout,cluster,capacity,publish (quick: ${QUICK.scenarios})
+  --scenarios=LIST       fanout,cluster,capacity,publish,slow (quick: ${QUICK.scenarios})
   --targets=LIST         fan-out targets: service,service-redis,naive,nchan
   --clients=N            fan-out clients per target          (quick ${QUICK.clients}, full ${FULL.clients})
   --events=E             events per burst                    (${QUICK.events})
@@ -55,6 +58,10 @@ const HELP = `npm run bench -- [options]
   --cluster-clients=N --cluster-events=E --cluster-rounds=R
   --capacity-clients=N --capacity-events=E
   --duration=S --publish-rounds=R --connections=C --batch=B   (autocannon runs)
+  --slow-clients=N --slow-count=K --slow-events=E --slow-bytes=P --slow-rate=R --slow-rounds=R --slow-buffer=B
+                         slow scenario: N normal clients (1000), K that stop reading (2), E events (4000)
+                         of P bytes (2048) at R/s (500), R alternated rounds with/without (quick ${QUICK.slowRounds},
+                         full ${FULL.slowRounds}), CLIENT_BUFFER_BYTES B (262144)
   --nchan-workers=W      nginx worker processes for nchan     (1: one core, like one Node process)
   --ref=GIT_REF          measure that commit (built into bench/out/build/) instead of dist/
   --profile              run the services under node --cpu-prof; top self time of the bursts
@@ -89,7 +96,14 @@ function options () {
       connections: { type: 'string', default: '32' },
       batch: { type: 'string', default: '100' },
       'nchan-workers': { type: 'string', default: '1' },
-      'max-clients': { type: 'string', default: '20000' }
+      'max-clients': { type: 'string', default: '20000' },
+      'slow-clients': { type: 'string', default: '1000' },
+      'slow-count': { type: 'string', default: '2' },
+      'slow-events': { type: 'string', default: '4000' },
+      'slow-bytes': { type: 'string', default: '2048' },
+      'slow-rate': { type: 'string', default: '500' },
+      'slow-rounds': { type: 'string' },
+      'slow-buffer': { type: 'string', default: '262144' }
     }
   })
   if (values.help) {
@@ -125,7 +139,14 @@ function options () {
     connections: num(values.connections),
     batch: num(values.batch),
     nchanWorkers: num(values['nchan-workers']),
-    maxClients: num(values['max-clients'])
+    maxClients: num(values['max-clients']),
+    slowClients: num(values['slow-clients']),
+    slowCount: num(values['slow-count']),
+    slowEvents: num(values['slow-events']),
+    slowBytes: num(values['slow-bytes']),
+    slowRate: num(values['slow-rate']),
+    slowRounds: num(values['slow-rounds'], d.slowRounds),
+    slowBuffer: num(values['slow-buffer'])
   }
 }
 
@@ -148,7 +169,8 @@ const SCENARIOS = {
   fanout,
   cluster,
   capacity,
-  publish: (opts, log) => publishPath({ ...opts, rounds: opts.rounds2 }, log)
+  publish: (opts, log) => publishPath({ ...opts, rounds: opts.rounds2 }, log),
+  slow: slowClient
 }
 
 async function main () {
@@ -159,7 +181,7 @@ async function main () {
     process.exit(1)
   }
   for (const s of opts.scenarios) {
-    if (SCENARIOS[s] === undefined) throw new Error(`unknown scenario ${s} (fanout, cluster, capacity, publish)`)
+    if (SCENARIOS[s] === undefined) throw new Error(`unknown scenario ${s} (fanout, cluster, capacity, publish, slow)`)
   }
   mkdirSync(OUT_DIR, { recursive: true })
   const started = new Date()
