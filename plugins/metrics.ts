@@ -28,7 +28,7 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     () => bus instanceof RedisBus ? bus.queued : 0)
   gauge('sse_redis_connected', '1 when both Redis connections are up, else 0', () => fastify.isRedisConnected() ? 1 : 0)
   total('sse_events_delivered_total', 'Frames written to client streams', () => hub.delivered)
-  total('sse_events_dropped_total', 'Frames lost with a client disconnected for being slow', () => hub.dropped)
+  total('sse_events_dropped_total', 'Frames a slow client was cut off with: the last write that overflowed its buffer, or the events held for it (bytes already in its socket are not counted)', () => hub.dropped)
   total('sse_slow_clients_disconnected_total', 'Clients disconnected for exceeding CLIENT_BUFFER_BYTES', () => hub.slowDisconnected)
   total('sse_events_replayed_total', 'Events replayed from history (client resume and instance catch-up)',
     () => hub.replayed + (bus instanceof RedisBus ? bus.replayed : 0))

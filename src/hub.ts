@@ -198,7 +198,7 @@ export class Hub {
         lastChunk = chunk
       }
       if (!client.sink.write(chunk) && client.sink.writableLength > this.bufferBytes) {
-        this.disconnectSlow(client)
+        this.disconnectSlow(client, queue.length)
       }
     }
   }
@@ -207,7 +207,7 @@ export class Hub {
     if (client.pending !== null) {
       client.pending.push(d)
       client.pendingBytes += d.frame.length
-      if (client.pendingBytes > this.bufferBytes) this.disconnectSlow(client)
+      if (client.pendingBytes > this.bufferBytes) this.disconnectSlow(client, client.pending.length)
       return
     }
     if (client.after !== null && d.id !== null) {
@@ -228,11 +228,12 @@ export class Hub {
     client.queuedBytes += d.frame.length
   }
 
-  private disconnectSlow (client: Client): void {
+  /** Cuts off a client that does not keep up; `lost` frames were in flight to it. */
+  private disconnectSlow (client: Client, lost: number): void {
     this.remove(client)
     client.closed = true
     this.slowDisconnected++
-    this.dropped++
+    this.dropped += lost
     client.sink.destroy()
   }
 }

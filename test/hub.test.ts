@@ -122,6 +122,7 @@ t.test('a client that stops reading is disconnected past its buffer; the others 
   t.ok(slow.writableLength <= 1000 + 80, `its buffer stayed bounded (${slow.writableLength} bytes)`)
   t.equal(fast.chunks.length, 100, 'the fast client got everything')
   t.equal(hub.slowDisconnected, 1)
+  t.equal(hub.dropped, 1, 'the frame whose write overflowed the buffer counts as dropped')
   t.equal(hub.size, 1)
   const before = slow.chunks.length
   hub.deliver(ev('200-0', ['a']))
