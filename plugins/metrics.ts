@@ -3,7 +3,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { RedisBus } from '../src/redis-bus.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -25,13 +24,13 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   }
   gauge('sse_clients', 'Open SSE streams on this instance', () => hub.size)
   gauge('sse_outbox_events', 'Events accepted during a Redis outage, waiting to reach the other instances',
-    () => bus instanceof RedisBus ? bus.queued : 0)
+    () => bus.queued)
   gauge('sse_redis_connected', '1 when both Redis connections are up, else 0', () => fastify.isRedisConnected() ? 1 : 0)
   total('sse_events_delivered_total', 'Frames written to client streams', () => hub.delivered)
   total('sse_events_dropped_total', 'Frames a slow client was cut off with: the last write that overflowed its buffer, or the events held for it (bytes already in its socket are not counted)', () => hub.dropped)
   total('sse_slow_clients_disconnected_total', 'Clients disconnected for exceeding CLIENT_BUFFER_BYTES', () => hub.slowDisconnected)
   total('sse_events_replayed_total', 'Events replayed from history (client resume and instance catch-up)',
-    () => hub.replayed + (bus instanceof RedisBus ? bus.replayed : 0))
+    () => hub.replayed + bus.replayed)
   const published = new Counter({ name: 'sse_events_published_total', help: 'Events accepted by POST /notify', labelNames: ['fanout'], registers: [registry] })
   const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers: [registry] })
   const duration = new Histogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration', labelNames: ['method', 'route'], registers: [registry] })

@@ -115,7 +115,8 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
     let cursor = lastId
     try {
       const { events, gap, last } = await bus.history(topics, lastId)
-      if (gap) hub.replay(client, resetFrame(events.length === 0 ? last : null, 'history'))
+      // A signal, not an event: written as is, not counted as a replayed delivery.
+      if (gap) socket.write(resetFrame(events.length === 0 ? last : null, 'history'))
       for (const d of events) {
         if (!hub.replay(client, d.frame)) await drained(socket)
         if (client.closed) return
@@ -124,7 +125,7 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
       else if (gap && last !== null && compareIds(last, cursor) > 0) cursor = last
     } catch (err) {
       request.log.warn({ err: (err as Error).message }, 'history unavailable: stream goes live without replay')
-      hub.replay(client, resetFrame(null, 'history-unavailable'))
+      socket.write(resetFrame(null, 'history-unavailable'))
     }
     hub.goLive(client, cursor)
   })

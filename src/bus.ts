@@ -21,7 +21,10 @@ export interface PublishResult {
 
 export interface Bus {
   readonly mode: 'single' | 'cluster'
-  connected (): boolean
+  /** Events replayed from history to catch this instance up after an outage. */
+  readonly replayed: number
+  /** Events accepted during an outage, waiting to reach the other instances. */
+  readonly queued: number
   publish (events: Outgoing[]): Promise<PublishResult>
   history (topics: string[], after: string): Promise<HistoryResult>
   close (): Promise<void>
@@ -45,6 +48,8 @@ export interface LocalBusOptions {
 
 export class LocalBus implements Bus {
   readonly mode = 'single' as const
+  readonly replayed = 0
+  readonly queued = 0
   private readonly clock = new IdClock()
   private readonly log: MemoryHistory
   private readonly deliver: (d: Delivery) => void
@@ -54,10 +59,6 @@ export class LocalBus implements Bus {
     this.log = new MemoryHistory(opts.historySize, opts.historyTtlMs)
     this.deliver = opts.deliver
     this.sweeper = setInterval(() => this.log.sweep(), 60_000).unref()
-  }
-
-  connected (): boolean {
-    return false
   }
 
   async publish (events: Outgoing[]): Promise<PublishResult> {

@@ -151,7 +151,6 @@ export class RedisBus implements Bus {
   private flushing = false
   /** Publishes waiting for the end of this event-loop turn. */
   private batch: { events: Outgoing[], waiters: Array<{ start: number, count: number, resolve: (ids: string[]) => void, reject: (err: Error) => void }> } | null = null
-  private subscribed = false
   private generation = 0
   private closing = false
   replayed = 0
@@ -165,13 +164,8 @@ export class RedisBus implements Bus {
     this.pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
     opts.sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.onMessage(message))
     opts.sub.on('ready', () => { this.onSubReady().catch(err => opts.onError(err, 'subscribe')) })
-    opts.sub.on('close', () => { this.subscribed = false })
     opts.pub.on('ready', () => { this.flush() })
     if (opts.sub.status === 'ready') this.onSubReady().catch(err => opts.onError(err, 'subscribe'))
-  }
-
-  connected (): boolean {
-    return this.subscribed && this.pub.status === 'ready'
   }
 
   /** Events waiting for Redis to come back. */
@@ -316,7 +310,6 @@ export class RedisBus implements Bus {
       this.opts.onError(err as Error, 'subscribe')
       return // the next 'ready' tries again; held messages wait for it
     }
-    this.subscribed = true
     // Nothing delivered yet: clients that came while Redis was unreachable still want
     // what was published since this instance started.
     const from = this.cursor ?? (this.opts.topics().length > 0 ? this.since : null)
