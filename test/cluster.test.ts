@@ -62,6 +62,40 @@ t.test('an event posted to any instance reaches clients of every instance exactl
   t.same(reference, sorted, 'delivery order is id order')
 })
 
+t.test('batches that fill several script calls in one turn keep their order and their bytes', async t => {
+  const nodes = await cluster(2)
+  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
+  const a = await SseClient.open(`${nodes[0].url}/stream?topic=big`)
+  const b = await SseClient.open(`${nodes[1].url}/stream?topic=big&topic=other`)
+  t.teardown(() => { a.close(); b.close() })
+  // Three batches of 200 sent at once: 600 events in one turn, past one call's 256.
+  // Payloads with line breaks, multi-byte characters and the record separator itself.
+  const datum = (batch: number, i: number): string => `b${batch} #${i}\nzweite Zeile: ü → 🚀\n\n${'x'.repeat(i % 7)}`
+  const results = await Promise.all([0, 1, 2].map(batch => notify(nodes[0].url, Array.from({ length: 200 }, (_, i) => ({
+    topic: i % 10 === 0 ? ['big', 'other'] : 'big',
+    event: 'e',
+    data: datum(batch, i)
+  })))))
+  for (const r of results) t.equal(r.status, 202)
+  const ids = results.flatMap(r => r.body.ids as string[])
+  t.equal(new Set(ids).size, 600, 'every event got its own id')
+  t.same(ids, [...ids].sort(compareIds), 'ids follow the order the batches were sent in')
+  for (const c of [a, b]) await c.untilEvents(600)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const sent = [0, 1, 2].flatMap(batch => Array.from({ length: 200 }, (_, i) => datum(batch, i)))
+  for (const c of [a, b]) {
+    t.equal(c.events.length, 600, 'each event once')
+    t.same(c.events.map(e => e.id), ids, 'in id order')
+    // SSE turns the payload's line breaks into data: lines and back.
+    t.same(c.events.map(e => e.data), sent, 'byte for byte')
+  }
+  // The history holds the same bytes: resume from the middle of the second batch.
+  const resumed = await SseClient.open(`${nodes[1].url}/stream?topic=big`, { 'last-event-id': ids[299] })
+  t.teardown(() => resumed.close())
+  await resumed.untilEvents(300)
+  t.same(resumed.events.map(e => e.data), sent.slice(300), 'the rest, from history')
+})
+
 t.test('broadcasts reach every client on every instance', async t => {
   const nodes = await cluster(3)
   t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
