@@ -9,8 +9,10 @@ export const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 /**
  * `servers`: whose CPU is charged to the run (all their threads); `publishTo`: where the
  * events go, alternately. Deliveries/s runs from the first send to the last delivery.
+ * The wait ends when every client has every event, after `quietMs` without a delivery,
+ * or after `timeoutMs`; `end` says which, and the counts are what arrived by then.
  */
-export async function measureRun (pool, group, { servers, publishTo, events, bytes, concurrency = 16, rate = 0, batch = 1, quietMs = 3000, extraPids = [] }) {
+export async function measureRun (pool, group, { servers, publishTo, events, bytes, concurrency = 16, rate = 0, batch = 1, quietMs = 3000, timeoutMs = 120000, extraPids = [] }) {
   await pool.arm(group, events, bytes)
   const pids = servers.flatMap(s => s.pids())
   const cpu0 = cpuNs(pids)
@@ -18,7 +20,7 @@ export async function measureRun (pool, group, { servers, publishTo, events, byt
   const pub0 = process.cpuUsage()
   const pub = await publish({ targets: publishTo, events, bytes, concurrency, rate, batch })
   const pubCpu = process.cpuUsage(pub0)
-  const wait = await pool.waitDone(group, { quietMs })
+  const wait = await pool.waitDone(group, { quietMs, timeoutMs })
   const cpu1 = cpuNs(pids)
   const extra1 = cpuNs(extraPids)
   const r = await pool.collect(group)

@@ -23,8 +23,14 @@ export function body (kind, topic, events) {
   return JSON.stringify(events.map(data => ({ topic, data })))
 }
 
-function post (agent, target, text) {
+function post (agent, target, text, timeoutMs) {
   return new Promise(resolve => {
+    let settled = false
+    const done = answer => {
+      if (settled) return
+      settled = true
+      resolve(answer)
+    }
     const req = http.request({
       agent,
       host: target.host,
@@ -36,9 +42,15 @@ function post (agent, target, text) {
       let text = ''
       if (res.statusCode >= 300) res.on('data', chunk => { text += chunk })
       else res.resume()
-      res.on('end', () => resolve({ status: res.statusCode, text, retryAfter: Number(res.headers['retry-after'] ?? 1) }))
+      res.on('end', () => done({ status: res.statusCode, text, retryAfter: Number(res.headers['retry-after'] ?? 1) }))
+      res.on('error', err => done({ status: err.code ?? 'error', text: err.message }))
     })
-    req.on('error', err => resolve({ status: err.code ?? 'error', text: err.message }))
+    // A server that never answers ends the request, not the run: 'timeout' counts as refused.
+    req.setTimeout(timeoutMs, () => {
+      done({ status: 'timeout', text: `no answer within ${timeoutMs} ms` })
+      req.destroy()
+    })
+    req.on('error', err => done({ status: err.code ?? 'error', text: err.message }))
     req.end(text)
   })
 }
@@ -47,9 +59,10 @@ function post (agent, target, text) {
  * Sends `events` events (seq 0..events-1) to `targets`, alternating between them.
  * `batch` > 1 puts that many events in one request (JSON targets only). A 503 is
  * retried like a well-behaved publisher would, after its Retry-After (at most 2 s),
- * up to `retries` times; `retried` counts those, `statuses` the final answers.
+ * up to `retries` times; `retried` counts those, `statuses` the final answers. A request
+ * without an answer after `timeoutMs` ends as status 'timeout'.
  */
-export async function publish ({ targets, events, bytes, topic = 'bench', concurrency = 16, rate = 0, batch = 1, retries = 3 }) {
+export async function publish ({ targets, events, bytes, topic = 'bench', concurrency = 16, rate = 0, batch = 1, retries = 3, timeoutMs = 30000 }) {
   const agents = targets.map(() => new http.Agent({ keepAlive: true, maxSockets: concurrency }))
   const statuses = {}
   let firstError = null
@@ -71,12 +84,12 @@ export async function publish ({ targets, events, bytes, topic = 'bench', concur
       const datas = []
       for (let s = first; s < first + count; s++) datas.push(payload(s, bytes, rate > 0 ? startUs + s * 1e6 / rate : due))
       const text = body(targets[which].kind, topic, datas)
-      let answer = await post(agents[which], targets[which], text)
+      let answer = await post(agents[which], targets[which], text, timeoutMs)
       for (let attempt = 0; answer.status === 503 && attempt < retries; attempt++) {
         if (firstError === null) firstError = `503 ${answer.text.slice(0, 300)}`
         retried += count
         await new Promise(resolve => setTimeout(resolve, Math.min(2, answer.retryAfter) * 1000))
-        answer = await post(agents[which], targets[which], text)
+        answer = await post(agents[which], targets[which], text, timeoutMs)
       }
       const { status } = answer
       statuses[status] = (statuses[status] ?? 0) + count

@@ -22,6 +22,7 @@ const QUICK = {
   clusterClients: 2000,
   clusterEvents: 200,
   clusterRounds: 2,
+  clusterTargets: 'service,nchan',
   capacityClients: 4000,
   capacityEvents: 10,
   duration: 3,
@@ -37,6 +38,7 @@ const FULL = {
   clusterClients: 10000,
   clusterEvents: 500,
   clusterRounds: 3,
+  clusterTargets: 'service,nchan',
   capacityClients: 36000,
   capacityEvents: 20,
   duration: 10,
@@ -56,6 +58,10 @@ const HELP = `npm run bench -- [options]
   --rounds=R             alternated fan-out rounds           (quick ${QUICK.rounds}, full ${FULL.rounds})
   --idle-ms=MS           quiet time before the one-event run (1000)
   --cluster-clients=N --cluster-events=E --cluster-rounds=R
+                         cluster scenario: N clients per target, split over its two instances
+  --cluster-targets=LIST two instances + Redis of: service,nchan (both; nchan = two nginx on one Redis),
+                         alternated round by round
+  --cluster-timeout=S    longest wait for one cluster run's deliveries (default max(120, N*E/20000) s)
   --capacity-clients=N --capacity-events=E
   --duration=S --publish-rounds=R --connections=C --batch=B   (autocannon runs)
   --slow-clients=N --slow-count=K --slow-events=E --slow-bytes=P --slow-rate=R --slow-rounds=R --slow-buffer=B
@@ -89,6 +95,8 @@ function options () {
       'cluster-clients': { type: 'string' },
       'cluster-events': { type: 'string' },
       'cluster-rounds': { type: 'string' },
+      'cluster-targets': { type: 'string' },
+      'cluster-timeout': { type: 'string', default: '0' },
       'capacity-clients': { type: 'string' },
       'capacity-events': { type: 'string' },
       duration: { type: 'string' },
@@ -132,6 +140,8 @@ function options () {
     clusterClients: num(values['cluster-clients'], d.clusterClients),
     clusterEvents: num(values['cluster-events'], d.clusterEvents),
     clusterRounds: num(values['cluster-rounds'], d.clusterRounds),
+    clusterTargets: (values['cluster-targets'] ?? d.clusterTargets).split(',').filter(Boolean),
+    clusterTimeout: num(values['cluster-timeout']),
     capacityClients: num(values['capacity-clients'], d.capacityClients),
     capacityEvents: num(values['capacity-events'], d.capacityEvents),
     duration: num(values.duration, d.duration),

@@ -234,18 +234,29 @@ export function nchanMissing () {
 /**
  * nchan in its own nginx (daemon off, own prefix, loopback only). One worker by default,
  * the same one core a Node instance gets; NCHAN_WORKERS raises it.
+ *
+ * With `redisUrl`, the channel lives in that Redis (nchan's default "distributed" storage
+ * mode): an `upstream { nchan_redis_server URL; }` and `nchan_redis_pass` in the publisher
+ * and subscriber locations (nchan 1.3 warns that `nchan_redis_url` + `nchan_use_redis`,
+ * the older form, are discouraged), so several such nginx share it: a message published to one reaches the subscribers of all. Subscribers
+ * then start at the newest message (`nchan_subscriber_first_message newest`), so a new
+ * stream is not first replayed what the warm-up left in the channel's Redis buffer.
  */
-export async function startNchan ({ workers = 1, connections = 20000 } = {}) {
+export async function startNchan ({ name = 'nchan', workers = 1, connections = 20000, redisUrl = '' } = {}) {
   const port = await freePort()
   const dir = join(OUT_DIR, `nginx-${port}`)
   for (const d of ['', 'tmp', 'logs']) mkdirSync(join(dir, d), { recursive: true })
+  // Within the hard fd limit (nginx logs a setrlimit alert above it).
+  const nofile = Math.min(connections + 1000, hardFdLimit())
+  const workerConnections = Math.min(connections, nofile - 100)
+  const redis = redisUrl === '' ? '' : '\n      nchan_redis_pass redis_store;'
   const conf = `load_module ${NCHAN_MODULE};
 user root;
 worker_processes ${workers};
-worker_rlimit_nofile ${connections + 1000};
+worker_rlimit_nofile ${nofile};
 pid ${dir}/nginx.pid;
 error_log ${dir}/logs/error.log warn;
-events { worker_connections ${connections}; multi_accept on; }
+events { worker_connections ${workerConnections}; multi_accept on; }
 http {
   access_log off;
   client_body_temp_path ${dir}/tmp/body;
@@ -253,7 +264,7 @@ http {
   fastcgi_temp_path ${dir}/tmp/fastcgi;
   uwsgi_temp_path ${dir}/tmp/uwsgi;
   scgi_temp_path ${dir}/tmp/scgi;
-  nchan_shared_memory_size 256m;
+  nchan_shared_memory_size 256m;${redisUrl === '' ? '' : `\n  upstream redis_store { nchan_redis_server "${redisUrl}"; }`}
   server {
     listen ${HOST}:${port} backlog=4096;
     location = /health { return 200 "ok\\n"; }
@@ -261,20 +272,33 @@ http {
       nchan_publisher;
       nchan_channel_id $arg_topic;
       nchan_message_buffer_length 1000;
-      nchan_message_timeout 5m;
+      nchan_message_timeout 5m;${redis}
     }
     location = /stream {
       nchan_subscriber eventsource;
-      nchan_channel_id $arg_topic;
+      nchan_channel_id $arg_topic;${redisUrl === '' ? '' : '\n      nchan_subscriber_first_message newest;'}${redis}
     }
   }
 }
 `
   const file = join(dir, 'nginx.conf')
   writeFileSync(file, conf)
-  const proc = spawnLimited('nginx', ['-p', dir, '-c', file, '-g', 'daemon off;'], { nofile: connections + 1000 })
-  await waitFor(() => !exited(proc) && httpAnswers(port, '/health'), 15000, 'nginx/nchan')
-  return target('nchan', proc, port, { kind: 'raw', streamPath: '/stream?topic=bench', publishPath: '/notify?topic=bench', stop: stopper(proc, 'SIGQUIT') })
+  const proc = spawnLimited('nginx', ['-p', dir, '-c', file, '-g', 'daemon off;'], { nofile })
+  await waitFor(() => !exited(proc) && httpAnswers(port, '/health'), 15000, `nginx/nchan (${name}, ${dir}/logs/error.log)`)
+  if (redisUrl !== '') await waitFor(() => !exited(proc) && nchanPublishes(port), 15000, `nchan (${name}) publishing to Redis (${dir}/logs/error.log)`)
+  return target(name, proc, port, { kind: 'raw', streamPath: '/stream?topic=bench', publishPath: '/notify?topic=bench', stop: stopper(proc, 'SIGQUIT'), errorLog: join(dir, 'logs', 'error.log') })
+}
+
+/** nchan answers a GET on its publisher location (channel info) once its Redis is connected; 503 before. */
+function nchanPublishes (port) {
+  return new Promise(resolve => {
+    const sock = net.connect({ host: HOST, port })
+    sock.setTimeout(1000)
+    sock.on('connect', () => sock.write('GET /notify?topic=bench-ready HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\nConnection: close\r\n\r\n'))
+    sock.on('data', buf => { sock.destroy(); resolve(!/^HTTP\/1\.[01] 5/.test(buf.toString('latin1'))) })
+    sock.on('error', () => resolve(false))
+    sock.on('timeout', () => { sock.destroy(); resolve(false) })
+  })
 }
 
 /** A private redis-server (no persistence), so runs never touch anyone's data. */
