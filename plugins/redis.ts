@@ -41,8 +41,8 @@ function createClient (url: string, role: 'publisher' | 'subscriber', log: Fasti
   if (role === 'publisher') {
     // A frozen Redis must not hang publishers; a subscriber just waits for messages.
     options.commandTimeout = 2000
-    // Commands issued in one turn (publishes, history reads) share one socket write.
-    options.enableAutoPipelining = true
+    // No auto-pipelining: the bus already sends a turn's publishes as one script call,
+    // and the extra Pipeline per turn cost ~13 us of CPU per POST /notify.
   }
   const client = new Redis(url, options)
   // 'error' fires on every retry: log the first of an outage and its end, nothing between.
