@@ -13,13 +13,14 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook of GET /stream: sets `request.access` or answers 400/401. */
     authenticateSubscriber: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
-    /** onRequest hook of POST /notify: sets `request.access` or answers 401. */
-    authenticatePublisher: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    /** onRequest hook of POST /notify: sets `request.access` or answers 401; null when publishing is open. */
+    authenticatePublisher: ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | null
     /** null when `request.access` allows every topic (null topics = a broadcast), else why not. */
     checkTopics: (request: FastifyRequest, action: 'subscribe' | 'publish', topics: string[] | null) => string | null
   }
   interface FastifyRequest {
-    access: Access
+    /** Set by the auth hooks; null on POST /notify when publishing is open (no hook runs). */
+    access: Access | null
   }
 }
 
@@ -265,7 +266,7 @@ async function auth (fastify: FastifyInstance): Promise<void> {
     await reply.code(err.statusCode).send({ statusCode: err.statusCode, error, message: err.message })
   }
 
-  fastify.decorateRequest('access', null as unknown as Access)
+  fastify.decorateRequest('access', null)
 
   fastify.decorate('authenticateSubscriber', async function (request: FastifyRequest, reply: FastifyReply) {
     if (!subscribeOn) {
@@ -287,11 +288,8 @@ async function auth (fastify: FastifyInstance): Promise<void> {
     }
   })
 
-  fastify.decorate('authenticatePublisher', async function (request: FastifyRequest, reply: FastifyReply) {
-    if (!publishOn) {
-      request.access = OPEN
-      return
-    }
+  // Publishing open (the default): no hook at all; checkTopics reads no access as OPEN.
+  const authenticatePublisher = async function (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     try {
       const token = bearer(request)
       if (token === undefined) throw new AuthError(401, 'publishing needs a token: Authorization: Bearer <token>')
@@ -305,12 +303,15 @@ async function auth (fastify: FastifyInstance): Promise<void> {
     } catch (err) {
       await refuse(reply, err)
     }
-  })
+  }
+  fastify.decorate('authenticatePublisher', publishOn ? authenticatePublisher : null)
 
   fastify.decorate('checkTopics', function (request: FastifyRequest, action: 'subscribe' | 'publish', topics: string[] | null): string | null {
-    const allowed = request.access[action]
+    const access = request.access ?? (action === 'publish' && !publishOn ? OPEN : null)
+    if (access === null) return 'not authenticated'
+    const allowed = access[action]
     if (allowed.all) return null
-    const whose = request.access.who === 'anonymous' ? 'a stream without a token (PUBLIC_TOPICS)' : 'this token'
+    const whose = access.who === 'anonymous' ? 'a stream without a token (PUBLIC_TOPICS)' : 'this token'
     if (topics === null) return `${whose} may not publish a broadcast (an event without topic needs the publish pattern "*")`
     for (const topic of topics) {
       if (!allowed.matches(topic)) return `${whose} may not ${action === 'subscribe' ? 'read' : 'publish to'} topic "${topic}"`
