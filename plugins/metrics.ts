@@ -6,7 +6,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 declare module 'fastify' {
   interface FastifyInstance {
-    metrics: { registry: Registry, published: Counter }
+    /** `published`: events accepted by POST /notify, by fanout; plain numbers, read at scrape time. */
+    metrics: { registry: Registry, published: Record<'cluster' | 'local', number> }
   }
 }
 
@@ -31,7 +32,18 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   total('sse_slow_clients_disconnected_total', 'Clients disconnected for exceeding CLIENT_BUFFER_BYTES', () => hub.slowDisconnected)
   total('sse_events_replayed_total', 'Events replayed from history (client resume and instance catch-up)',
     () => hub.replayed + bus.replayed)
-  const published = new Counter({ name: 'sse_events_published_total', help: 'Events accepted by POST /notify', labelNames: ['fanout'], registers: [registry] })
+  const published = { cluster: 0, local: 0 }
+  // eslint-disable-next-line no-new
+  new Counter({
+    name: 'sse_events_published_total',
+    help: 'Events accepted by POST /notify',
+    labelNames: ['fanout'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const fanout of ['cluster', 'local'] as const) if (published[fanout] > 0) this.inc({ fanout }, published[fanout])
+    }
+  })
   const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers: [registry] })
   const duration = new Histogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration', labelNames: ['method', 'route'], registers: [registry] })
 

@@ -83,6 +83,10 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
     data: Type.Unknown()
   }, { additionalProperties: false })
   const Body = Type.Array(Event, { minItems: 1, maxItems: cfg.MAX_BATCH })
+  // The answers, serialized by fast-json-stringify rather than JSON.stringify.
+  const Id = Type.Union([Type.String(), Type.Null()])
+  const Accepted = Type.Object({ id: Type.Optional(Id), ids: Type.Array(Id), fanout: Type.Union([Type.Literal('cluster'), Type.Literal('local')]) })
+  const Failed = Type.Object({ statusCode: Type.Integer(), code: Type.Optional(Type.String()), error: Type.String(), message: Type.String() })
 
   // Only JSON is an event; a text/plain body gets 415 rather than a confusing 400.
   fastify.removeContentTypeParser('text/plain')
@@ -124,7 +128,7 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
     onRequest: [fastify.limitPublish, fastify.authenticatePublisher].filter(hook => hook !== null),
     config: { pressureHandler: fastify.shedLoad },
     bodyLimit: cfg.BODY_LIMIT_BYTES,
-    schema: { body: Body },
+    schema: { body: Body, response: { 202: Accepted, 400: Failed, 403: Failed, 503: Failed } },
     attachValidation: true
   }, async (request, reply) => {
     if (request.validationError !== undefined) {
@@ -151,7 +155,7 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
         : `publishing through Redis failed (${(err as Error).message}); the event may or may not have been sent`
       return reply.code(503).header('retry-after', '1').send({ statusCode: 503, error: 'Service Unavailable', message })
     }
-    fastify.metrics.published.inc({ fanout: result.fanout }, events.length)
+    fastify.metrics.published[result.fanout] += events.length
     return reply.code(202).send(request.notifySingle
       ? { id: result.ids[0], ids: result.ids, fanout: result.fanout }
       : { ids: result.ids, fanout: result.fanout })
