@@ -59,7 +59,7 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
   const tokenExpired = encodeComment('token expired')
 
   fastify.get('/stream', {
-    onRequest: fastify.limitStreams === null ? [fastify.authenticateSubscriber] : [fastify.limitStreams, fastify.authenticateSubscriber],
+    onRequest: [fastify.limitStreams, fastify.authenticateSubscriber].filter(hook => hook !== null),
     config: { pressureHandler: fastify.shedLoad }
   }, async (request, reply) => {
     const query = request.query as Query
