@@ -2,7 +2,7 @@
 # production dependencies and dist/. Build: docker build -t sse-fanout .
 # Run: docker run --init -p 3000:3000 -e REDIS_URL=redis://host:6379 sse-fanout
 
-FROM node:20-slim AS build
+FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -12,7 +12,7 @@ COPY plugins ./plugins
 COPY routes ./routes
 RUN npm run build
 
-FROM node:20-slim AS runtime
+FROM node:24-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -21,7 +21,7 @@ COPY --from=build /app/dist ./dist
 # The image's unprivileged "node" user (uid 1000); the app writes nothing to disk.
 USER node
 EXPOSE 3000
-# No curl in node:20-slim: Node's own fetch. /health answers 200 also when degraded
+# No curl in node:24-slim: Node's own fetch. /health answers 200 also when degraded
 # (Redis down): the instance still serves its local clients, so it stays in rotation.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
