@@ -6,7 +6,7 @@ FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json app.ts server.ts ./
 COPY src ./src
 COPY plugins ./plugins
 COPY routes ./routes
@@ -28,4 +28,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
 # Exec form: node is the process that gets SIGTERM (no npm or shell in between), and
 # close-with-grace ends the streams. Use --init (compose: init: true) to reap zombies.
 STOPSIGNAL SIGTERM
-CMD ["node", "dist/src/server.js"]
+CMD ["node", "dist/server.js"]

@@ -187,7 +187,7 @@ async function main () {
   const opts = options()
   const measured = opts.ref === undefined ? 'dist/ (as built by npm run build)' : `commit ${useRef(opts.ref)} (--ref ${opts.ref}, built into bench/out/build/)`
   if (!serviceBuilt()) {
-    console.error('bench: dist/src/server.js is missing: run `npm run build` first')
+    console.error('bench: dist/server.js is missing: run `npm run build` first')
     process.exit(1)
   }
   for (const s of opts.scenarios) {

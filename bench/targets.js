@@ -148,7 +148,7 @@ function target (name, proc, port, extra = {}) {
   }
 }
 
-let serverJs = join(ROOT, 'dist/src/server.js')
+let serverJs = join(ROOT, 'dist/server.js')
 
 export function serviceBuilt () {
   return existsSync(serverJs)
@@ -163,7 +163,9 @@ export function useRef (ref) {
   const sha = spawnSync('git', ['rev-parse', '--short', ref], { cwd: ROOT, encoding: 'utf8' }).stdout.trim()
   if (sha === '') throw new Error(`--ref ${ref}: not a commit`)
   const dir = join(OUT_DIR, 'build', sha)
-  serverJs = join(dir, 'dist/src/server.js')
+  // The entry point moved from src/ to the root; a ref from before the move has it in src/.
+  const entry = () => [join(dir, 'dist/server.js'), join(dir, 'dist/src/server.js')].find(f => existsSync(f))
+  serverJs = entry() ?? join(dir, 'dist/server.js')
   if (existsSync(serverJs)) return sha
   mkdirSync(dir, { recursive: true })
   const run = (cmd) => {
@@ -173,6 +175,7 @@ export function useRef (ref) {
   run(`git -C '${ROOT}' archive ${sha} | tar -x`)
   run(`ln -sfn '${join(ROOT, 'node_modules')}' node_modules`)
   run(`'${process.execPath}' '${join(ROOT, 'node_modules/typescript/bin/tsc')}' -p tsconfig.build.json`)
+  serverJs = entry() ?? serverJs
   return sha
 }
 
@@ -186,7 +189,7 @@ function extraServiceEnv () {
   return out
 }
 
-/** This service: dist/src/server.js (or the build of --ref). `redisUrl` empty = single-instance mode. */
+/** This service: dist/server.js (or the build of --ref). `redisUrl` empty = single-instance mode. */
 export async function startService ({ name = 'service', redisUrl = '', prefix = 'bench:', nofile = 20000, env = {}, nodeArgs = [] } = {}) {
   const port = await freePort()
   // Its log goes to a file: a refused publish logs a stack per request.

@@ -7,20 +7,22 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { createHash, createPublicKey, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { EVERY, NONE, OPEN, refusedTopics, TopicPatterns, type Access, type Action } from '../src/access.js'
 import { splitList } from '../src/config.js'
+import { errorBody } from '../src/refusal.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** onRequest hook of GET /stream: sets `request.access` or answers 400/401. */
-    authenticateSubscriber: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
-    /** onRequest hook of POST /notify: sets `request.access` or answers 401; null when publishing is open. */
-    authenticatePublisher: ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | null
-    /** null when `request.access` allows every topic (null topics = a broadcast), else why not. */
-    checkTopics: (request: FastifyRequest, action: 'subscribe' | 'publish', topics: string[] | null) => string | null
+    /** null when the request may do `action` on every topic (null topics = a broadcast), else why not. */
+    checkTopics: (request: FastifyRequest, action: Action, topics: string[] | null) => string | null
   }
   interface FastifyRequest {
-    /** Set by the auth hooks; null on POST /notify when publishing is open (no hook runs). */
+    /** Set by the auth hook; null where that action is open (no hook runs). */
     access: Access | null
+  }
+  interface FastifyContextConfig {
+    /** The route needs a credential for this action when its auth setting is on. */
+    auth?: Action
   }
 }
 
@@ -28,58 +30,6 @@ declare module '@fastify/jwt' {
   interface FastifyJWT {
     namespaces: 'hmac' | 'pk'
   }
-}
-
-/**
- * Topics as a token lists them: a name matches itself; a pattern ending in `*` matches
- * every topic starting with what precedes the `*` (`orders:*` matches `orders:1` and
- * `orders:`, not `orders`); `*` alone matches every topic. No other character is special.
- */
-export class TopicPatterns {
-  readonly all: boolean
-  private readonly exact = new Set<string>()
-  private readonly prefixes: string[] = []
-
-  constructor (patterns: readonly string[]) {
-    for (const p of patterns) {
-      if (p.endsWith('*')) this.prefixes.push(p.slice(0, -1))
-      else if (p !== '') this.exact.add(p)
-    }
-    this.all = this.prefixes.includes('')
-  }
-
-  matches (topic: string): boolean {
-    if (this.all || this.exact.has(topic)) return true
-    for (const prefix of this.prefixes) if (topic.startsWith(prefix)) return true
-    return false
-  }
-}
-
-/** What one request may do. */
-export interface Access {
-  /** 'open' when auth is off, 'anonymous' without a token, else the token's kind. */
-  who: 'open' | 'anonymous' | 'token' | 'jwt'
-  subscribe: TopicPatterns
-  publish: TopicPatterns
-  /** When the credential stops being valid (ms since the epoch); null = never. */
-  expiresAt: number | null
-}
-
-const EVERY = new TopicPatterns(['*'])
-const NONE = new TopicPatterns([])
-const OPEN: Access = { who: 'open', subscribe: EVERY, publish: EVERY, expiresAt: null }
-const LONGEST_TIMER = 2 ** 31 - 1
-
-/** Calls `close` at `expiresAt` (ms since the epoch), however far away; returns a cancel. */
-export function closeAtExpiry (expiresAt: number, close: () => void): () => void {
-  let timer: NodeJS.Timeout
-  const arm = (): void => {
-    const left = expiresAt - Date.now()
-    if (left <= 0) { close(); return }
-    timer = setTimeout(arm, Math.min(left, LONGEST_TIMER))
-  }
-  arm()
-  return () => clearTimeout(timer)
 }
 
 class AuthError extends Error {
@@ -262,17 +212,12 @@ async function auth (fastify: FastifyInstance): Promise<void> {
   async function refuse (reply: FastifyReply, err: unknown): Promise<void> {
     if (!(err instanceof AuthError)) throw err
     if (err.wwwAuthenticate !== null) reply.header('www-authenticate', err.wwwAuthenticate)
-    const error = err.statusCode === 400 ? 'Bad Request' : 'Unauthorized'
-    await reply.code(err.statusCode).send({ statusCode: err.statusCode, error, message: err.message })
+    await reply.code(err.statusCode).send(errorBody(err.statusCode, err.message))
   }
 
   fastify.decorateRequest('access', null)
 
-  fastify.decorate('authenticateSubscriber', async function (request: FastifyRequest, reply: FastifyReply) {
-    if (!subscribeOn) {
-      request.access = OPEN
-      return
-    }
+  async function authenticateSubscriber (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     try {
       const token = streamToken(request)
       if (token !== undefined) {
@@ -286,10 +231,9 @@ async function auth (fastify: FastifyInstance): Promise<void> {
     } catch (err) {
       await refuse(reply, err)
     }
-  })
+  }
 
-  // Publishing open (the default): no hook at all; checkTopics reads no access as OPEN.
-  const authenticatePublisher = async function (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  async function authenticatePublisher (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     try {
       const token = bearer(request)
       if (token === undefined) throw new AuthError(401, 'publishing needs a token: Authorization: Bearer <token>')
@@ -304,19 +248,23 @@ async function auth (fastify: FastifyInstance): Promise<void> {
       await refuse(reply, err)
     }
   }
-  fastify.decorate('authenticatePublisher', publishOn ? authenticatePublisher : null)
 
-  fastify.decorate('checkTopics', function (request: FastifyRequest, action: 'subscribe' | 'publish', topics: string[] | null): string | null {
-    const access = request.access ?? (action === 'publish' && !publishOn ? OPEN : null)
+  // As @fastify/rate-limit does: the hook goes only to routes that ask for it in their
+  // config, and only when that action's auth is on (an open route runs no hook at all).
+  const hooks = { subscribe: subscribeOn ? authenticateSubscriber : null, publish: publishOn ? authenticatePublisher : null }
+  fastify.addHook('onRoute', routeOptions => {
+    const action = routeOptions.config?.auth
+    if (action === undefined) return
+    const hook = hooks[action]
+    if (hook === null) return
+    const existing = routeOptions.onRequest
+    routeOptions.onRequest = existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
+  })
+
+  fastify.decorate('checkTopics', function (request: FastifyRequest, action: Action, topics: string[] | null): string | null {
+    const access = request.access ?? (hooks[action] === null ? OPEN : null)
     if (access === null) return 'not authenticated'
-    const allowed = access[action]
-    if (allowed.all) return null
-    const whose = access.who === 'anonymous' ? 'a stream without a token (PUBLIC_TOPICS)' : 'this token'
-    if (topics === null) return `${whose} may not publish a broadcast (an event without topic needs the publish pattern "*")`
-    for (const topic of topics) {
-      if (!allowed.matches(topic)) return `${whose} may not ${action === 'subscribe' ? 'read' : 'publish to'} topic "${topic}"`
-    }
-    return null
+    return refusedTopics(access, action, topics)
   })
 }
 

@@ -1,7 +1,7 @@
-import fastifyEnv from '@fastify/env'
+// The settings, loaded by buildApp before Fastify exists, as `fastify.config`.
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { configSchema, type Config } from '../src/config.js'
+import type { Config } from '../src/config.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -10,23 +10,12 @@ declare module 'fastify' {
 }
 
 export interface ConfigPluginOptions {
-  /** Values that win over the environment (tests, embedding). */
-  values?: Record<string, unknown>
-  /** Read process.env (default true). */
-  env?: boolean
-  /** Read ./.env (default: same as env). */
-  dotenv?: boolean
+  config: Config
 }
 
 async function config (fastify: FastifyInstance, opts: ConfigPluginOptions): Promise<void> {
-  const env = opts.env ?? true
-  await fastify.register(fastifyEnv, {
-    schema: structuredClone(configSchema),
-    data: opts.values ?? {},
-    env,
-    dotenv: opts.dotenv ?? env
-  })
-  fastify.log.level = fastify.config.LOG_LEVEL
+  if (typeof opts.config !== 'object' || opts.config === null) throw new Error('opts.config should be the loaded settings (loadConfig())')
+  fastify.decorate('config', opts.config)
 }
 
 export default fp(config, { name: 'config', fastify: '5.x' })

@@ -57,4 +57,4 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   fastify.decorate('metrics', { registry, published })
 }
 
-export default fp(metrics, { name: 'metrics', fastify: '5.x', dependencies: ['sse'] })
+export default fp(metrics, { name: 'metrics', fastify: '5.x', dependencies: ['fanout'] })

@@ -1,12 +1,14 @@
 // POST /notify: publish one event or a batch. Validation names the bad field; a
 // rejected request publishes nothing.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { FastifyInstance, FastifySchemaValidationError } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { Type } from 'typebox'
-import { DegradedError, type Outgoing } from '../src/bus.js'
-import { TOPIC_CHARS } from '../src/config.js'
+import { DegradedError, type Outgoing } from '../src/bus/bus.js'
 import { encodeBody } from '../src/frame.js'
+import { describeError, nestsDeeper } from '../src/notify-body.js'
+import { errorBody } from '../src/refusal.js'
+import { eventNamePattern, TOPIC_CHARS } from '../src/topic.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -15,61 +17,8 @@ declare module 'fastify' {
   }
 }
 
-/** Whether the JSON text nests deeper than `max` (a scan of the bytes, before parsing). */
-export function nestsDeeper (json: Buffer, max: number): boolean {
-  let depth = 0
-  let inString = false
-  for (let i = 0; i < json.length; i++) {
-    const c = json[i]
-    if (inString) {
-      if (c === 0x5c) i++ // backslash: skip the escaped byte
-      else if (c === 0x22) inString = false
-    } else if (c === 0x22) {
-      inString = true
-    } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > max) return true
-    } else if (c === 0x7d || c === 0x5d) {
-      depth--
-    }
-  }
-  return false
-}
-
 function badBody (message: string): Error {
   return Object.assign(new Error(message), { statusCode: 400 })
-}
-
-/** One line naming the field at fault, in the caller's terms (body, body[2].topic). */
-export function describeError (errors: FastifySchemaValidationError[], single: boolean, maxTopicLength: number, maxEventLength = 64): string {
-  // The deepest error is the most specific; at one depth, a union (anyOf) reports its
-  // branches' type mismatches first, so prefer what is not a type mismatch.
-  const depth = Math.max(...errors.map(x => x.instancePath.length))
-  const deepest = errors.filter(x => x.instancePath.length === depth)
-  const e = deepest.find(x => x.keyword !== 'type' && x.keyword !== 'anyOf') ??
-    deepest.find(x => x.keyword === 'anyOf') ?? deepest[0]
-  let path = e.instancePath
-  if (single) path = path.replace(/^\/0/, '')
-  const field = 'body' + path.replace(/\/(\d+)/g, '[$1]').replace(/\//g, '.')
-  const params = e.params as Record<string, unknown>
-  switch (e.keyword) {
-    case 'additionalProperties': return `${field} has an unknown property '${String(params.additionalProperty)}' (allowed: topic, event, data)`
-    case 'required': return `${field} must have the property '${String(params.missingProperty)}'`
-    case 'anyOf': return `${field} must be a topic name or an array of topic names`
-    case 'pattern':
-    case 'minLength':
-    case 'maxLength':
-      return field.includes('.event')
-        ? `${field} must be 1-${maxEventLength} characters of A-Z a-z 0-9 _ . : -`
-        : `${field} must be 1-${maxTopicLength} characters of A-Z a-z 0-9 _ . : @ / -`
-    case 'maxItems': return `${field} must have at most ${String(params.limit)} items`
-    case 'minItems': return `${field} must have at least ${String(params.limit)} item`
-    case 'type':
-      // (A request without any body fails as a whole: it was not wrapped as one event.)
-      return params.type === 'object' || (field === 'body' && params.type === 'array')
-        ? `${field} must be an event object like {"topic": "orders", "data": {...}}${field === 'body' ? ' or an array of them' : ''}`
-        : `${field} must be ${String(params.type)}`
-    default: return `${field} ${e.message ?? 'is invalid'}`
-  }
 }
 
 export default async function notifyRoute (app: FastifyInstance): Promise<void> {
@@ -78,8 +27,7 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
   const Topic = Type.String({ minLength: 1, maxLength: cfg.MAX_TOPIC_LENGTH, pattern: TOPIC_CHARS.source })
   const Event = Type.Object({
     topic: Type.Optional(Type.Union([Topic, Type.Array(Topic, { minItems: 1, maxItems: cfg.MAX_TOPICS_PER_STREAM })])),
-    // The characters of frame.ts's EVENT_NAME_PATTERN, up to MAX_EVENT_NAME_LENGTH of them.
-    event: Type.Optional(Type.String({ pattern: `^[A-Za-z0-9_.:-]{1,${cfg.MAX_EVENT_NAME_LENGTH}}$` })),
+    event: Type.Optional(Type.String({ pattern: eventNamePattern(cfg.MAX_EVENT_NAME_LENGTH) })),
     data: Type.Unknown()
   }, { additionalProperties: false })
   const Body = Type.Array(Event, { minItems: 1, maxItems: cfg.MAX_BATCH })
@@ -124,16 +72,14 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
   })
   fastify.decorateRequest('notifySingle', false)
   fastify.post('/notify', {
-    // Only the hooks that are on: each costs every publish a few microseconds.
-    onRequest: [fastify.limitPublish, fastify.authenticatePublisher].filter(hook => hook !== null),
-    config: { pressureHandler: fastify.shedLoad },
+    config: { auth: 'publish', rateLimited: 'publishes', shedsLoad: true },
     bodyLimit: cfg.BODY_LIMIT_BYTES,
     schema: { body: Body, response: { 202: Accepted, 400: Failed, 403: Failed, 503: Failed } },
     attachValidation: true
   }, async (request, reply) => {
     if (request.validationError !== undefined) {
       const message = describeError(request.validationError.validation, request.notifySingle, cfg.MAX_TOPIC_LENGTH, cfg.MAX_EVENT_NAME_LENGTH)
-      return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message })
+      return reply.code(400).send(errorBody(400, message))
     }
     const events: Outgoing[] = request.body.map(e => ({
       topics: e.topic === undefined ? null : [...new Set(Array.isArray(e.topic) ? e.topic : [e.topic])],
@@ -143,7 +89,7 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
       const denied = fastify.checkTopics(request, 'publish', events[i].topics)
       if (denied !== null) {
         const message = request.notifySingle ? denied : `body[${i}]: ${denied}`
-        return reply.code(403).send({ statusCode: 403, error: 'Forbidden', message })
+        return reply.code(403).send(errorBody(403, message))
       }
     }
     let result
@@ -153,7 +99,7 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
       const message = err instanceof DegradedError
         ? err.message
         : `publishing through Redis failed (${(err as Error).message}); the event may or may not have been sent`
-      return reply.code(503).header('retry-after', '1').send({ statusCode: 503, error: 'Service Unavailable', message })
+      return reply.code(503).header('retry-after', '1').send(errorBody(503, message))
     }
     fastify.metrics.published[result.fanout] += events.length
     return reply.code(202).send(request.notifySingle

@@ -2,9 +2,6 @@
 
 const LINE_BREAK = /\r\n|\r|\n/
 
-/** Names a frame may carry in `event:`; anything else could forge a field. */
-export const EVENT_NAME_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$'
-
 /**
  * The part of a frame after its `id:` line: `event:` and one `data:` line per line of
  * the payload. A string is sent as-is, anything else as JSON (which has no raw line
@@ -38,4 +35,32 @@ export function encodeComment (text: string): Buffer {
 /** The first bytes of every stream: the reconnection delay and a comment. */
 export function encodePreamble (retryMs: number): Buffer {
   return Buffer.from(`retry: ${retryMs}\n: connected\n\n`)
+}
+
+/** The idle-stream keepalive: a comment, or an empty event of that name when one is set. */
+export function encodeHeartbeat (eventName: string): Buffer {
+  return eventName === '' ? encodeComment('heartbeat') : Buffer.from(`event: ${eventName}\ndata: \n\n`)
+}
+
+/**
+ * The gap signal: history cannot cover the client's position. With `last`, its id line
+ * moves the client's position there, so it does not ask for the same gap again.
+ */
+export function encodeReset (last: string | null, reason: string): Buffer {
+  const id = last === null ? '' : `id: ${last}\n`
+  return Buffer.from(`${id}event: reset\ndata: ${JSON.stringify({ reason })}\n\n`)
+}
+
+/**
+ * The status line and headers of a stream, written straight to the socket and delimited
+ * by the connection's end; `headers` are those other plugins set (CORS).
+ */
+export function encodeStreamHead (headers: Record<string, string | number | string[] | undefined>): string {
+  let head = 'HTTP/1.1 200 OK\r\n'
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`
+  }
+  return head + 'content-type: text/event-stream\r\ncache-control: no-cache\r\n' +
+    'x-accel-buffering: no\r\nconnection: close\r\n\r\n'
 }

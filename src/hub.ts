@@ -5,7 +5,7 @@ import { compareIds } from './event-id.js'
 export interface Sink {
   write (chunk: Buffer): boolean
   readonly writableLength: number
-  end (): void
+  end (chunk?: Buffer): void
   destroy (): void
 }
 
@@ -86,7 +86,9 @@ export class Hub {
     }
   }
 
+  /** Forgets a client whose socket is gone; nothing more is written to it. */
   remove (client: Client): void {
+    client.closed = true
     if (!this.clients.delete(client)) return
     client.pending = null
     for (const topic of client.topics) {
@@ -163,14 +165,17 @@ export class Hub {
     }
   }
 
+  /** Ends a stream cleanly, `last` its final bytes; the client reconnects and resumes. */
+  close (client: Client, last?: Buffer): void {
+    if (client.closed) return
+    this.remove(client)
+    client.sink.end(last)
+  }
+
   /** Ends every stream cleanly (shutdown); clients reconnect elsewhere and resume. */
   closeAll (): void {
     this.flush()
-    for (const client of this.clients) {
-      this.remove(client)
-      client.closed = true
-      client.sink.end()
-    }
+    for (const client of this.clients) this.close(client)
   }
 
   /** Writes each client's queued frames as one chunk: one syscall per client per turn. */
@@ -231,7 +236,6 @@ export class Hub {
   /** Cuts off a client that does not keep up; `lost` frames were in flight to it. */
   private disconnectSlow (client: Client, lost: number): void {
     this.remove(client)
-    client.closed = true
     this.slowDisconnected++
     this.dropped += lost
     client.sink.destroy()

@@ -1,7 +1,7 @@
 // CORS: EventSource (with credentials) and fetch from another origin, on the hijacked
 // stream response as on ordinary replies, refusals included.
 import t from 'tap'
-import { buildApp } from '../src/app.js'
+import { buildApp } from '../app.js'
 import { notify, SseClient, startInstance } from './helpers/instance.js'
 import { SECRET, subscriberToken } from './helpers/jwt.js'
 

@@ -1,7 +1,7 @@
 // No secret in the logs: tokens in headers, cookies and URLs, and REDIS_URL passwords.
 import t from 'tap'
 import { Writable } from 'node:stream'
-import { redactQuery } from '../src/app.js'
+import { redactQuery } from '../src/log-redaction.js'
 import { notify, SseClient, startInstance } from './helpers/instance.js'
 import { SECRET, subscriberToken } from './helpers/jwt.js'
 import { freePort } from './helpers/redis.js'

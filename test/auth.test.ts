@@ -1,7 +1,7 @@
 // Subscriber auth: GET /stream with SUBSCRIBE_AUTH=on reads only what its JWT allows.
 import t from 'tap'
-import { TopicPatterns } from '../plugins/auth.js'
-import { buildApp } from '../src/app.js'
+import { TopicPatterns } from '../src/access.js'
+import { buildApp } from '../app.js'
 import { notify, SseClient, startInstance } from './helpers/instance.js'
 import { keyPair, now, SECRET, sign, subscriberToken } from './helpers/jwt.js'
 

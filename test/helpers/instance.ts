@@ -1,7 +1,7 @@
 // Real instances on real sockets, and raw SSE clients that record what they receive.
 import type { FastifyInstance } from 'fastify'
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http'
-import { buildApp, type AppOptions } from '../../src/app.js'
+import { buildApp, type AppOptions } from '../../app.js'
 
 export interface Instance {
   app: FastifyInstance

@@ -1,4 +1,4 @@
-// The service as a user runs it: a child process of src/server.ts, configured by env.
+// The service as a user runs it: a child process of server.ts, configured by env.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { join } from 'node:path'
@@ -16,14 +16,14 @@ export interface ServerProcess {
 }
 
 /**
- * Starts `src/server.ts`; resolves once it listens (or rejects with its output). With
+ * Starts `server.ts`; resolves once it listens (or rejects with its output). With
  * `cwd`, it runs there (to read a .env file) and PORT comes from `port`'s caller.
  */
 export async function startServer (env: Record<string, string> = {}, waitForListen = true, cwd?: string, port?: number): Promise<ServerProcess> {
   const listenPort = String(port ?? env.PORT ?? await freePort())
   const baseEnv: Record<string, string | undefined> = { PATH: process.env.PATH, HOST: '127.0.0.1', LOG_LEVEL: 'info' }
   if (cwd === undefined) baseEnv.PORT = listenPort
-  const child = spawn(process.execPath, ['--import', tsxLoader, join(root, 'src/server.ts')], {
+  const child = spawn(process.execPath, ['--import', tsxLoader, join(root, 'server.ts')], {
     cwd: cwd ?? root,
     env: { ...baseEnv, ...env },
     stdio: ['ignore', 'pipe', 'pipe']

@@ -1,7 +1,8 @@
 // Bounded per-topic history in memory, for single-instance mode. Same semantics as
 // the Redis Streams history: at most `size` events per topic, none older than `ttlMs`.
-import { compareIds, idMillis } from './event-id.js'
-import type { Delivery } from './hub.js'
+import { compareIds, idMillis } from '../event-id.js'
+import { encodeFrame } from '../frame.js'
+import type { HistoryResult } from './bus.js'
 
 interface Entry { id: string, topics: string[] | null, body: string }
 
@@ -10,14 +11,6 @@ interface TopicLog {
   /** Newest id that was trimmed away; resuming from before it has a gap. */
   maxDeleted: string | null
   lastAdded: number
-}
-
-export interface HistoryResult {
-  events: Delivery[]
-  /** Some event after the requested id is no longer in history (or the id is unknown). */
-  gap: boolean
-  /** Newest id in the whole history: where a client told of a gap resumes from. */
-  last: string | null
 }
 
 export const BROADCAST_LOG = ''
@@ -70,7 +63,7 @@ export class MemoryHistory {
     return {
       gap,
       last: this.lastId,
-      events: events.map(e => ({ id: e.id, topics: e.topics, frame: Buffer.from(`id: ${e.id}\n${e.body}`) }))
+      events: events.map(e => ({ id: e.id, topics: e.topics, frame: encodeFrame(e.id, e.body) }))
     }
   }
 

@@ -1,11 +1,12 @@
-// The hub (local clients) and the bus (cluster link) of this instance, the heartbeat
-// timer, and the shutdown of open streams.
+// The fan-out of this instance: the hub (local clients), the bus (cluster link), the
+// heartbeat timer, and the end of open streams at shutdown.
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { LocalBus, type Bus } from '../src/bus.js'
-import { encodeComment } from '../src/frame.js'
+import type { Bus } from '../src/bus/bus.js'
+import { LocalBus } from '../src/bus/local-bus.js'
+import { encodeHeartbeat } from '../src/frame.js'
 import { Hub } from '../src/hub.js'
-import { RedisBus } from '../src/redis-bus.js'
+import { RedisBus } from '../src/bus/redis-bus.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -14,7 +15,7 @@ declare module 'fastify' {
   }
 }
 
-async function sse (fastify: FastifyInstance): Promise<void> {
+async function fanout (fastify: FastifyInstance): Promise<void> {
   const cfg = fastify.config
   const hub = new Hub({ bufferBytes: cfg.CLIENT_BUFFER_BYTES })
   const deliver = hub.deliver.bind(hub)
@@ -41,9 +42,7 @@ async function sse (fastify: FastifyInstance): Promise<void> {
       onError: (err, what) => fastify.log.warn({ err: err.message }, `Redis ${what} failed`)
     })
   }
-  const heartbeat = cfg.HEARTBEAT_EVENT === ''
-    ? encodeComment('heartbeat')
-    : Buffer.from(`event: ${cfg.HEARTBEAT_EVENT}\ndata: \n\n`)
+  const heartbeat = encodeHeartbeat(cfg.HEARTBEAT_EVENT)
   const timer = setInterval(() => hub.heartbeat(heartbeat), cfg.HEARTBEAT_INTERVAL_MS).unref()
 
   fastify.decorate('hub', hub)
@@ -58,4 +57,4 @@ async function sse (fastify: FastifyInstance): Promise<void> {
   })
 }
 
-export default fp(sse, { name: 'sse', fastify: '5.x', dependencies: ['config', 'redis'] })
+export default fp(fanout, { name: 'fanout', fastify: '5.x', dependencies: ['config', 'redis'] })
