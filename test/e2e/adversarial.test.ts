@@ -3,8 +3,8 @@
 // events of the valid requests; nobody is disconnected).
 import t, { type Test } from 'tap'
 import { connect } from 'node:net'
-import { notify, SseClient, startInstance, type Instance } from './helpers/instance.js'
-import { TestRedis } from './helpers/redis.js'
+import { notify, SseClient, startInstance, type Instance } from '../helpers/instance.js'
+import { TestRedis } from '../helpers/redis.js'
 
 const redis = await TestRedis.start()
 t.teardown(() => redis.stop())

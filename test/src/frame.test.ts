@@ -1,6 +1,5 @@
 import t from 'tap'
-import { encodeBody, encodeComment, encodeFrame, encodePreamble } from '../src/frame.js'
-import { compareIds, IdClock, isEventId } from '../src/event-id.js'
+import { encodeBody, encodeComment, encodeFrame, encodePreamble } from '../../src/frame.js'
 
 t.test('a string payload is sent as-is, one data: line per line', async t => {
   t.equal(encodeBody('created', 'a\nb\r\nc\rd'), 'event: created\ndata: a\ndata: b\ndata: c\ndata: d\n\n')
@@ -40,19 +39,4 @@ t.test('a frame without id has no id line (not resumable)', async t => {
 t.test('comments and preamble', async t => {
   t.equal(encodeComment('hb\nx').toString(), ': hb x\n\n')
   t.equal(encodePreamble(1500).toString(), 'retry: 1500\n: connected\n\n')
-})
-
-t.test('ids order by time, then sequence', async t => {
-  t.ok(isEventId('1732600000000-0'))
-  t.notOk(isEventId('abc'))
-  t.notOk(isEventId('1-2-3'))
-  t.notOk(isEventId('1-0\n'))
-  t.ok(compareIds('2-0', '10-0') < 0, 'numeric, not lexical')
-  t.ok(compareIds('5-10', '5-9') > 0)
-  t.equal(compareIds('5-1', '5-1'), 0)
-  const clock = new IdClock()
-  t.equal(clock.next(100), '100-0')
-  t.equal(clock.next(100), '100-1')
-  t.equal(clock.next(99), '100-2', 'a clock going back does not reorder ids')
-  t.equal(clock.next(101), '101-0')
 })

@@ -3,9 +3,9 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { notify, SseClient } from './helpers/instance.js'
-import { startServer } from './helpers/process.js'
-import { freePort, TestRedis } from './helpers/redis.js'
+import { notify, SseClient } from '../helpers/instance.js'
+import { startServer } from '../helpers/process.js'
+import { freePort, TestRedis } from '../helpers/redis.js'
 
 t.test('SIGTERM with open streams: streams end cleanly, exit 0 well within SHUTDOWN_TIMEOUT_MS', async t => {
   const server = await startServer({ SHUTDOWN_TIMEOUT_MS: '5000' })

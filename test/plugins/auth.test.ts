@@ -1,11 +1,13 @@
-// Subscriber auth: GET /stream with SUBSCRIBE_AUTH=on reads only what its JWT allows.
+// Auth: GET /stream with SUBSCRIBE_AUTH=on reads only what its JWT allows; POST /notify
+// with PUBLISH_AUTH=on publishes only where its credential allows.
 import t from 'tap'
-import { TopicPatterns } from '../src/access.js'
-import { buildApp } from '../app.js'
-import { notify, SseClient, startInstance } from './helpers/instance.js'
-import { keyPair, now, SECRET, sign, subscriberToken } from './helpers/jwt.js'
+import { buildApp } from '../../app.js'
+import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { keyPair, now, publisherToken, SECRET, sign, subscriberToken } from '../helpers/jwt.js'
 
 const AUTH = { SUBSCRIBE_AUTH: 'on', JWT_SECRET: SECRET }
+const TOKEN_A = 'publisher-token-aaaaaaaaaaaa'
+const TOKEN_B = 'publisher-token-bbbbbbbbbbbb'
 
 async function get (url: string, headers: Record<string, string> = {}): Promise<{ status: number, message: string, headers: Headers }> {
   const res = await fetch(url, { headers })
@@ -19,28 +21,6 @@ async function get (url: string, headers: Record<string, string> = {}): Promise<
   try { message = JSON.parse(text).message } catch {}
   return { status: res.status, message, headers: res.headers }
 }
-
-t.test('topic patterns: exact names, a trailing * as prefix, * alone as every topic', async t => {
-  const p = new TopicPatterns(['user:42', 'orders:*', 'ab*'])
-  t.ok(p.matches('user:42'))
-  t.notOk(p.matches('user:420'), 'an exact name is not a prefix')
-  t.notOk(p.matches('user:4'))
-  t.ok(p.matches('orders:1'))
-  t.ok(p.matches('orders:'), 'the * may match nothing')
-  t.ok(p.matches('orders:1:items'))
-  t.notOk(p.matches('orders'), 'orders:* needs the colon')
-  t.notOk(p.matches('xorders:1'), 'a prefix matches at the start only')
-  t.ok(p.matches('ab'))
-  t.ok(p.matches('abc'))
-  t.notOk(p.all)
-  t.ok(new TopicPatterns(['x', '*']).all)
-  t.ok(new TopicPatterns(['*']).matches('anything/at:all'))
-  const odd = new TopicPatterns(['', '**', 'a*b'])
-  t.notOk(odd.matches(''), 'an empty pattern matches nothing')
-  t.notOk(odd.matches('a'), 'only a trailing * is special')
-  t.notOk(odd.matches('axb'))
-  t.notOk(new TopicPatterns([]).matches('x'))
-})
 
 t.test('without SUBSCRIBE_AUTH every stream is open, tokens or not', async t => {
   const { app, url } = await startInstance()
@@ -261,6 +241,91 @@ t.test('JWT_CLAIM reads Mercure-style tokens', async t => {
   t.equal(c.status, 200)
   c.close()
   t.equal((await get(`${url}/stream?topic=books:1`, { authorization: `Bearer ${subscriberToken(['books:*'])}` })).status, 403, 'the sse claim is not read then')
+})
+
+t.test('static tokens: several for rotation, anything else is a 401 that publishes nothing', async t => {
+  const { app, url } = await startInstance({ PUBLISH_AUTH: 'on', PUBLISH_TOKENS: `${TOKEN_A}, ${TOKEN_B}` })
+  t.teardown(() => app.close())
+  const observer = await SseClient.open(`${url}/stream?topic=t`)
+  t.teardown(() => observer.close())
+  const body = { topic: 't', data: 'x' }
+  const cases: Array<[string, Record<string, string>, RegExp]> = [
+    ['no token', {}, /publishing needs a token: Authorization: Bearer <token>/],
+    ['wrong token', { authorization: 'Bearer publisher-token-cccccccccccc' }, /not one of PUBLISH_TOKENS/],
+    ['a prefix of a token', { authorization: `Bearer ${TOKEN_A.slice(0, -1)}` }, /not one of PUBLISH_TOKENS/],
+    ['a token plus a byte', { authorization: `Bearer ${TOKEN_A}a` }, /not one of PUBLISH_TOKENS/],
+    ['two tokens joined', { authorization: `Bearer ${TOKEN_A},${TOKEN_B}` }, /not one of PUBLISH_TOKENS/],
+    ['Basic scheme', { authorization: `Basic ${Buffer.from(`x:${TOKEN_A}`).toString('base64')}` }, /must be "Bearer <token>"/],
+    ['token in a cookie', { cookie: `sse_token=${TOKEN_A}` }, /needs a token/],
+    ['a JWT where only static tokens are configured', { authorization: `Bearer ${publisherToken(['*'])}` }, /not one of PUBLISH_TOKENS/]
+  ]
+  for (const [what, headers, message] of cases) {
+    const res = await notify(url, body, headers)
+    t.equal(res.status, 401, what)
+    t.match(res.body.message, message, what)
+    t.match(res.headers.get('www-authenticate'), /^Bearer realm="sse-fanout"/, `${what}: WWW-Authenticate`)
+  }
+  t.equal((await notify(url, 'not even json', {})).status, 401, 'auth comes before the body is parsed')
+  for (const token of [TOKEN_A, TOKEN_B]) {
+    const res = await notify(url, { topic: 't', data: token.slice(-1) }, { authorization: `Bearer ${token}` })
+    t.equal(res.status, 202)
+  }
+  const broadcast = await notify(url, { data: 'all' }, { authorization: `bearer ${TOKEN_A}` })
+  t.equal(broadcast.status, 202, 'a static token may publish anywhere, broadcasts too (scheme is case-insensitive)')
+  await observer.untilEvents(3)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.same(observer.events.map(e => e.data), ['a', 'b', 'all'], 'only the accepted publishes reached the stream')
+})
+
+t.test('JWT publishers: claims say where; forbidden is a 403 and the whole batch is refused', async t => {
+  const { app, url } = await startInstance({ PUBLISH_AUTH: 'on', JWT_SECRET: SECRET, PUBLISH_TOKENS: TOKEN_A })
+  t.teardown(() => app.close())
+  const observer = await SseClient.open(`${url}/stream?topic=orders:1&topic=user:42`)
+  t.teardown(() => observer.close())
+  const orders = { authorization: `Bearer ${publisherToken(['orders:*'])}` }
+  const cases: Array<[string, unknown, Record<string, string>, number, RegExp]> = [
+    ['other topic', { topic: 'user:42', data: 1 }, orders, 403, /^this token may not publish to topic "user:42"$/],
+    ['one of two topics', { topic: ['orders:1', 'user:42'], data: 1 }, orders, 403, /"user:42"/],
+    ['a batch with one forbidden event', [{ topic: 'orders:1', data: 1 }, { topic: 'user:42', data: 2 }], orders, 403, /^body\[1\]: this token may not publish to topic "user:42"/],
+    ['a broadcast without "*"', { data: 1 }, orders, 403, /may not publish a broadcast.*"\*"/],
+    ['a subscriber token', { topic: 'orders:1', data: 1 }, { authorization: `Bearer ${subscriberToken(['*'])}` }, 403, /may not publish to topic "orders:1"/],
+    ['expired', { topic: 'orders:1', data: 1 }, { authorization: `Bearer ${publisherToken(['*'], { exp: now(-5) })}` }, 401, /expired/],
+    ['alg none', { topic: 'orders:1', data: 1 }, { authorization: `Bearer ${publisherToken(['*'], {}, { alg: 'none' })}` }, 401, /unsigned/],
+    ['wrong secret', { topic: 'orders:1', data: 1 }, { authorization: `Bearer ${publisherToken(['*'], {}, { key: 'x'.repeat(40) })}` }, 401, /signature is invalid/],
+    ['neither token nor JWT', { topic: 'orders:1', data: 1 }, { authorization: 'Bearer nope' }, 401, /neither a publish token nor a valid JWT/]
+  ]
+  for (const [what, body, headers, status, message] of cases) {
+    const res = await notify(url, body, headers)
+    t.equal(res.status, status, what)
+    t.match(res.body.message, message, what)
+  }
+  const ok = await notify(url, [{ topic: 'orders:1', data: 'o1' }, { topic: ['orders:2', 'orders:1'], data: 'o2' }], orders)
+  t.equal(ok.status, 202, 'allowed topics')
+  const all = await notify(url, { data: 'b' }, { authorization: `Bearer ${sign({ sse: { publish: ['*'] } })}` })
+  t.equal(all.status, 202, 'a "*" publish claim may broadcast')
+  const both = await notify(url, { topic: 'user:42', data: 'u' }, { authorization: `Bearer ${TOKEN_A}` })
+  t.equal(both.status, 202, 'static tokens work beside JWTs')
+  await observer.untilEvents(4)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.same(observer.events.map(e => e.data), ['o1', 'o2', 'b', 'u'], 'no refused event reached the stream')
+})
+
+t.test('a schema error still answers 400 for an authorized publisher; 401 comes first otherwise', async t => {
+  const { app, url } = await startInstance({ PUBLISH_AUTH: 'on', PUBLISH_TOKENS: TOKEN_A })
+  t.teardown(() => app.close())
+  const bad = { topic: 'a b', data: 1 }
+  t.equal((await notify(url, bad, { authorization: `Bearer ${TOKEN_A}` })).status, 400)
+  t.equal((await notify(url, bad)).status, 401)
+})
+
+t.test('subscriber auth alone leaves publishing open, and the other way round', async t => {
+  const { app, url } = await startInstance({ SUBSCRIBE_AUTH: 'on', JWT_SECRET: SECRET })
+  const { app: app2, url: url2 } = await startInstance({ PUBLISH_AUTH: 'on', PUBLISH_TOKENS: TOKEN_A })
+  t.teardown(() => Promise.all([app.close(), app2.close()]))
+  t.equal((await notify(url, { topic: 't', data: 1 })).status, 202)
+  const c = await SseClient.open(`${url2}/stream?topic=t`)
+  t.equal(c.status, 200)
+  c.close()
 })
 
 t.test('bad auth settings stop the start with a line naming the setting', async t => {

@@ -2,8 +2,8 @@
 // shedding that leaves open streams alone, and timeouts that end slow-loris clients.
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
-import { notify, SseClient, startInstance } from './helpers/instance.js'
-import { TestRedis } from './helpers/redis.js'
+import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { TestRedis } from '../helpers/redis.js'
 
 const redis = await TestRedis.start()
 t.teardown(() => redis.stop())
@@ -60,18 +60,6 @@ t.test('with Redis the limit counts across instances, and a Redis outage does no
   }
 })
 
-t.test('TRUST_PROXY decides whether X-Forwarded-For names the client', async t => {
-  const { app: trusting, url: trustingUrl } = await startInstance({ RATE_LIMIT_PUBLISH: 1, TRUST_PROXY: 'loopback' })
-  const { app: plain, url: plainUrl } = await startInstance({ RATE_LIMIT_PUBLISH: 1 })
-  t.teardown(() => Promise.all([trusting.close(), plain.close()]))
-  const from = (ip: string): Record<string, string> => ({ 'x-forwarded-for': ip })
-  t.equal((await notify(trustingUrl, { data: 1 }, from('10.0.0.1'))).status, 202)
-  t.equal((await notify(trustingUrl, { data: 1 }, from('10.0.0.1'))).status, 429, 'same forwarded client')
-  t.equal((await notify(trustingUrl, { data: 1 }, from('10.0.0.2'))).status, 202, 'another forwarded client has its own count')
-  t.equal((await notify(plainUrl, { data: 1 }, from('10.0.0.1'))).status, 202)
-  t.equal((await notify(plainUrl, { data: 1 }, from('10.0.0.2'))).status, 429, 'an untrusted X-Forwarded-For cannot dodge the limit')
-})
-
 t.test('under pressure new streams and publishes get 503; open streams, /health and /metrics go on', async t => {
   const prefix = `up${Math.random().toString(36).slice(2, 8)}:`
   // Heap above 1 byte is always "pressure" once measured; the stream opens before the first sample.
@@ -105,7 +93,7 @@ t.test('under pressure new streams and publishes get 503; open streams, /health 
 })
 
 async function unusedPort (): Promise<number> {
-  const { freePort } = await import('./helpers/redis.js')
+  const { freePort } = await import('../helpers/redis.js')
   return freePort()
 }
 
@@ -194,8 +182,4 @@ t.test('connections that never send a byte are closed at HEADERS_TIMEOUT_MS and 
   idle.destroy()
   kept.destroy()
   await app.close()
-})
-
-t.test('HEADERS_TIMEOUT_MS above REQUEST_TIMEOUT_MS is refused at start', async t => {
-  await t.rejects(startInstance({ HEADERS_TIMEOUT_MS: 5000, REQUEST_TIMEOUT_MS: 1000 }), /HEADERS_TIMEOUT_MS \(5000\) must not exceed REQUEST_TIMEOUT_MS/)
 })

@@ -1,13 +1,27 @@
-// REDIS_URL in the forms managed services hand out: password, ACL user, TLS (rediss://).
+// The Redis connections: no REDIS_URL (single-instance mode), the URL forms managed services
+// hand out (password, ACL user, TLS), and no password in the log.
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { notify, SseClient, startInstance } from './helpers/instance.js'
-import { startServer } from './helpers/process.js'
-import { freePort, TestRedis } from './helpers/redis.js'
+import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { startServer } from '../helpers/process.js'
+import { freePort, TestRedis } from '../helpers/redis.js'
+
+function logSink (level = 'info'): { lines: Array<{ level: number, msg: string }>, text: () => string, logger: { level: string, stream: Writable } } {
+  const lines: Array<{ level: number, msg: string }> = []
+  let text = ''
+  const stream = new Writable({
+    write (chunk, _enc, done) {
+      text += String(chunk)
+      for (const line of String(chunk).split('\n')) if (line !== '') lines.push(JSON.parse(line))
+      done()
+    }
+  })
+  return { lines, text: () => text, logger: { level, stream } }
+}
 
 async function fansOut (t: Test, url: string): Promise<void> {
   const prefix = `u${Math.random().toString(36).slice(2, 8)}:`
@@ -21,6 +35,14 @@ async function fansOut (t: Test, url: string): Promise<void> {
   t.equal(res.body.fanout, 'cluster')
   await c.untilEvents(1)
 }
+
+t.test('no REDIS_URL: single-instance mode with the documented warning', async t => {
+  const log = logSink()
+  const a = await startInstance({}, log.logger)
+  t.teardown(() => a.app.close())
+  t.ok(log.lines.some(l => l.level === 40 && l.msg === 'Redis not available - SSE will work in single-instance mode only'))
+  t.match(await (await fetch(`${a.url}/health`)).json(), { status: 'ok', mode: 'single', redis: { configured: false, connected: false } })
+})
 
 t.test('redis://:password@host:port', async t => {
   const redis = await TestRedis.start(['--requirepass', 's3cret-pass'])
@@ -68,4 +90,16 @@ t.test('rediss:// (TLS), as ElastiCache and Azure use, on the real server proces
   await c.untilEvents(1)
   t.equal(c.events[0].data, 'over tls')
   t.notOk(a.output().includes('tls-pass'), 'no password in the log')
+})
+
+t.test('a REDIS_URL password never reaches the log', async t => {
+  const sink = logSink('trace')
+  const password = 'redis-password-never-logged'
+  const port = await freePort()
+  const { app } = await startInstance({ REDIS_URL: `redis://user:${password}@127.0.0.1:${port}`, REDIS_CONNECT_TIMEOUT_MS: 200, LOG_LEVEL: 'trace' }, sink.logger)
+  await new Promise(resolve => setTimeout(resolve, 500))
+  await app.close()
+  const log = sink.text()
+  t.match(log, /127\.0\.0\.1/, 'the Redis address is logged')
+  t.notOk(log.includes(password), 'its password is not')
 })

@@ -1,9 +1,9 @@
 // Three instances sharing one real redis-server: exactly once, same order everywhere.
 import { EventSource } from 'eventsource'
 import t from 'tap'
-import { compareIds } from '../src/event-id.js'
-import { notify, SseClient, startInstance, type Instance } from './helpers/instance.js'
-import { TestRedis } from './helpers/redis.js'
+import { compareIds } from '../../src/event-id.js'
+import { notify, SseClient, startInstance, type Instance } from '../helpers/instance.js'
+import { TestRedis } from '../helpers/redis.js'
 
 const redis = await TestRedis.start()
 t.teardown(() => redis.stop())

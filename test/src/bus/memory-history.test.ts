@@ -1,5 +1,5 @@
 import t from 'tap'
-import { MemoryHistory } from '../src/bus/memory-history.js'
+import { MemoryHistory } from '../../../src/bus/memory-history.js'
 
 const data = (r: { events: Array<{ frame: Buffer }> }): string[] => r.events.map(e => e.frame.toString().split('\n')[0])
 

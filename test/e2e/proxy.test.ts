@@ -7,10 +7,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import t from 'tap'
-import { notify, SseClient, startInstance, type Instance } from './helpers/instance.js'
-import { freePort, TestRedis } from './helpers/redis.js'
+import { notify, SseClient, startInstance, type Instance } from '../helpers/instance.js'
+import { freePort, TestRedis } from '../helpers/redis.js'
 
-const CONF = new URL('../deploy/nginx.conf', import.meta.url)
+const CONF = new URL('../../deploy/nginx.conf', import.meta.url)
 
 /** nginx on the PATH, or in /usr/sbin (where Debian puts it, off a non-root PATH). */
 function findNginx (): string | undefined {
@@ -26,7 +26,7 @@ function findNginx (): string | undefined {
 }
 
 function replaceOnce (text: string, from: RegExp, to: string): string {
-  if (!from.test(text)) throw new Error(`deploy/nginx.conf has no line matching ${from}: update test/proxy.test.ts with it`)
+  if (!from.test(text)) throw new Error(`deploy/nginx.conf has no line matching ${from}: update test/e2e/proxy.test.ts with it`)
   return text.replace(from, to)
 }
 

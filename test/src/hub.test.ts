@@ -1,6 +1,6 @@
 // The hub on its own: topic index, once-per-client delivery, replay seam, slow clients.
 import t from 'tap'
-import { Client, Hub, type Delivery, type Sink } from '../src/hub.js'
+import { Client, Hub, type Delivery, type Sink } from '../../src/hub.js'
 
 class FakeSocket implements Sink {
   /** What was written, one entry per write() call. */

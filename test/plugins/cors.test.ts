@@ -1,9 +1,9 @@
 // CORS: EventSource (with credentials) and fetch from another origin, on the hijacked
 // stream response as on ordinary replies, refusals included.
 import t from 'tap'
-import { buildApp } from '../app.js'
-import { notify, SseClient, startInstance } from './helpers/instance.js'
-import { SECRET, subscriberToken } from './helpers/jwt.js'
+import { buildApp } from '../../app.js'
+import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { SECRET, subscriberToken } from '../helpers/jwt.js'
 
 const APP = 'https://app.example.com'
 

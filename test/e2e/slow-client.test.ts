@@ -1,7 +1,7 @@
 // A client that stops reading is cut off at CLIENT_BUFFER_BYTES; the others get everything
 // and it can resume from its last id. (Latency under load is measured in bench/.)
 import t from 'tap'
-import { notify, SseClient, startInstance } from './helpers/instance.js'
+import { notify, SseClient, startInstance } from '../helpers/instance.js'
 
 t.test('a client that stops reading is disconnected at the bound and resumes by id', async t => {
   // Bursts (one POST) stay well under the bound, so only a client that stops reading hits it.

@@ -1,10 +1,10 @@
-// Graceful degradation with a real redis-server: no Redis, Redis unreachable at start,
-// Redis lost while running, one instance's link lost, Redis frozen.
+// Graceful degradation with a real redis-server: Redis unreachable at start, Redis lost
+// while running, one instance's link lost, Redis frozen.
 import t from 'tap'
 import { Writable } from 'node:stream'
-import { notify, SseClient, startInstance, type Instance } from './helpers/instance.js'
-import { Link } from './helpers/link.js'
-import { freePort, TestRedis } from './helpers/redis.js'
+import { notify, SseClient, startInstance, type Instance } from '../helpers/instance.js'
+import { Link } from '../helpers/link.js'
+import { freePort, TestRedis } from '../helpers/redis.js'
 
 function logSink (): { lines: Array<{ level: number, msg: string }>, logger: { level: string, stream: Writable } } {
   const lines: Array<{ level: number, msg: string }> = []
@@ -30,14 +30,6 @@ async function until (check: () => Promise<boolean> | boolean, ms: number, what:
 }
 
 const prefix = (): string => `d${Math.random().toString(36).slice(2, 8)}:`
-
-t.test('no REDIS_URL: single-instance mode with the documented warning', async t => {
-  const log = logSink()
-  const a = await startInstance({}, log.logger)
-  t.teardown(() => a.app.close())
-  t.ok(log.lines.some(l => l.level === 40 && l.msg === 'Redis not available - SSE will work in single-instance mode only'))
-  t.match(await health(a), { status: 'ok', mode: 'single', redis: { configured: false, connected: false } })
-})
 
 t.test('Redis unreachable at start: starts degraded at once, connects when Redis appears', async t => {
   const port = await freePort()

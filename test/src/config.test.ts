@@ -1,10 +1,10 @@
 // README and .env.example keep in step with the settings the service reads.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { configSchema } from '../src/config.js'
+import { configSchema } from '../../src/config.js'
 
-const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-const envExample = readFileSync(new URL('../.env.example', import.meta.url), 'utf8')
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+const envExample = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8')
 
 t.test('every setting is in the README table and in .env.example', async t => {
   for (const name of Object.keys(configSchema.properties)) {

@@ -2,9 +2,9 @@
 // every answer is 202 or a 4xx, never a 5xx or a dropped connection; afterwards the
 // cluster still answers /health and delivers a known event exactly once.
 import t from 'tap'
-import { notify, SseClient, startInstance } from './helpers/instance.js'
-import { SECRET, sign } from './helpers/jwt.js'
-import { TestRedis } from './helpers/redis.js'
+import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { SECRET, sign } from '../helpers/jwt.js'
+import { TestRedis } from '../helpers/redis.js'
 
 const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1e9)
 t.comment(`FUZZ_SEED=${seed}`)

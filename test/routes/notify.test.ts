@@ -1,0 +1,78 @@
+// POST /notify: delivery of one event, a broadcast, a batch; refusals that publish nothing.
+import t from 'tap'
+import { notify, SseClient, startInstance } from '../helpers/instance.js'
+
+t.test('POST /notify reaches subscribers of its topic, broadcasts reach all', async t => {
+  const { app, url } = await startInstance()
+  t.teardown(() => app.close())
+  const orders = await SseClient.open(`${url}/stream?topic=orders`)
+  const both = await SseClient.open(`${url}/stream?topic=orders&topic=users`)
+  const users = await SseClient.open(`${url}/stream?topic=users`)
+  t.teardown(() => { orders.close(); both.close(); users.close() })
+
+  const one = await notify(url, { topic: 'orders', event: 'created', data: { id: 42 } })
+  t.equal(one.status, 202)
+  t.equal(one.body.fanout, 'local')
+  t.type(one.body.id, 'string')
+  const multi = await notify(url, { topic: ['orders', 'users'], data: 'both' })
+  const bcast = await notify(url, { data: 'everyone' })
+  t.equal(bcast.status, 202)
+
+  await orders.untilEvents(3)
+  await both.untilEvents(3)
+  await users.untilEvents(2)
+  t.same(orders.events, [
+    { id: one.body.id, event: 'created', data: '{"id":42}' },
+    { id: multi.body.id, data: 'both' },
+    { id: bcast.body.id, data: 'everyone' }
+  ])
+  t.same(both.events.map(e => e.data), ['{"id":42}', 'both', 'everyone'], 'an event on two of its topics arrives once')
+  t.same(users.events.map(e => e.data), ['both', 'everyone'])
+})
+
+t.test('a batch is published in order and answered with every id', async t => {
+  const { app, url } = await startInstance()
+  t.teardown(() => app.close())
+  const c = await SseClient.open(`${url}/stream?topic=t`)
+  t.teardown(() => c.close())
+  const batch = Array.from({ length: 50 }, (_, i) => ({ topic: 't', data: i }))
+  const res = await notify(url, batch)
+  t.equal(res.status, 202)
+  t.equal(res.body.ids.length, 50)
+  t.equal(res.body.id, undefined)
+  await c.untilEvents(50)
+  t.same(c.events.map(e => Number(e.data)), batch.map(e => e.data))
+  t.same(c.events.map(e => e.id), res.body.ids)
+})
+
+t.test('bad requests get 400/413/415 naming the problem, and publish nothing', async t => {
+  const { app, url } = await startInstance({ BODY_LIMIT_BYTES: 2048, MAX_BATCH: 3 })
+  t.teardown(() => app.close())
+  const c = await SseClient.open(`${url}/stream?topic=t`)
+  t.teardown(() => c.close())
+  const cases: Array<[unknown, number, RegExp]> = [
+    [{ topic: 't' }, 400, /body must have the property 'data'/],
+    [{ topic: 't', data: 1, extra: true }, 400, /unknown property 'extra'/],
+    [{ topic: 'bad topic', data: 1 }, 400, /body\.topic must be 1-128 characters/],
+    [{ topic: ['t', 'x*'], data: 1 }, 400, /body\.topic\[1\] must be 1-128 characters/],
+    [{ topic: 5, data: 1 }, 400, /body\.topic must be a topic name or an array/],
+    [{ topic: [], data: 1 }, 400, /body\.topic must have at least 1/],
+    [{ topic: 't', event: 'a\nid: 1', data: 1 }, 400, /body\.event must be 1-64 characters/],
+    [[{ topic: 't', data: 1 }, { topic: 't' }], 400, /body\[1\] must have the property 'data'/],
+    [[{ data: 1 }, { data: 2 }, { data: 3 }, { data: 4 }], 400, /body must have at most 3 items/],
+    [[], 400, /body must have at least 1 item/],
+    ['{"topic":"t",', 400, /JSON/],
+    [{ topic: 't', data: 'x'.repeat(3000) }, 413, /too large/i]
+  ]
+  for (const [body, status, message] of cases) {
+    const res = await notify(url, body)
+    t.equal(res.status, status, `${JSON.stringify(body).slice(0, 60)} -> ${status}`)
+    t.match(res.body.message, message)
+  }
+  const wrongType = await fetch(`${url}/notify`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' })
+  t.equal(wrongType.status, 415)
+  const ok = await notify(url, { topic: 't', data: 'after' })
+  t.equal(ok.status, 202)
+  await c.untilEvents(1)
+  t.same(c.events.map(e => e.data), ['after'], 'none of the rejected requests reached the client')
+})
