@@ -2,7 +2,7 @@
 // request has, and settings that contradict each other stop the start.
 import t from 'tap'
 import { Writable } from 'node:stream'
-import { notify, SseClient, startInstance } from './helpers/instance.js'
+import { notify, openStream, startInstance } from './helpers/instance.js'
 import { SECRET, subscriberToken } from './helpers/jwt.js'
 
 function capture (): { stream: Writable, text: () => string } {
@@ -14,20 +14,18 @@ function capture (): { stream: Writable, text: () => string } {
 t.test('tokens in the URL, the Authorization header and cookies never reach the log', async t => {
   const { stream, text } = capture()
   const publishToken = 'publish-token-never-logged-0123'
-  const { app, url } = await startInstance({ SUBSCRIBE_AUTH: 'on', PUBLISH_AUTH: 'on', JWT_SECRET: SECRET, PUBLISH_TOKENS: publishToken, LOG_LEVEL: 'trace' }, { level: 'trace', stream })
-  t.teardown(() => app.close())
+  const { url } = await startInstance(t, { SUBSCRIBE_AUTH: 'on', PUBLISH_AUTH: 'on', JWT_SECRET: SECRET, PUBLISH_TOKENS: publishToken, LOG_LEVEL: 'trace' }, { level: 'trace', stream })
   const inQuery = subscriberToken(['t'], { n: 1 })
   const inHeader = subscriberToken(['t'], { n: 2 })
   const inCookie = subscriberToken(['t'], { n: 3 })
   const encoded = subscriberToken(['t'], { n: 4 })
   const refused = subscriberToken(['other'], { n: 5 })
   const streams = [
-    await SseClient.open(`${url}/stream?topic=t&token=${inQuery}`),
-    await SseClient.open(`${url}/stream?topic=t`, { authorization: `Bearer ${inHeader}` }),
-    await SseClient.open(`${url}/stream?topic=t`, { cookie: `sse_token=${inCookie}` }),
-    await SseClient.open(`${url}/stream?topic=t&%74oken=${encoded}`)
+    await openStream(t, `${url}/stream?topic=t&token=${inQuery}`),
+    await openStream(t, `${url}/stream?topic=t`, { authorization: `Bearer ${inHeader}` }),
+    await openStream(t, `${url}/stream?topic=t`, { cookie: `sse_token=${inCookie}` }),
+    await openStream(t, `${url}/stream?topic=t&%74oken=${encoded}`)
   ]
-  t.teardown(() => streams.forEach(s => s.close()))
   t.same(streams.map(s => s.status), [200, 200, 200, 200])
   t.equal((await fetch(`${url}/stream?topic=t&token=${refused}`)).status, 403)
   t.equal((await notify(url, { data: 1 }, { authorization: `Bearer ${publishToken}` })).status, 202)
@@ -42,9 +40,8 @@ t.test('tokens in the URL, the Authorization header and cookies never reach the 
 })
 
 t.test('TRUST_PROXY decides whether X-Forwarded-For names the client', async t => {
-  const { app: trusting, url: trustingUrl } = await startInstance({ RATE_LIMIT_PUBLISH: 1, TRUST_PROXY: 'loopback' })
-  const { app: plain, url: plainUrl } = await startInstance({ RATE_LIMIT_PUBLISH: 1 })
-  t.teardown(() => Promise.all([trusting.close(), plain.close()]))
+  const { url: trustingUrl } = await startInstance(t, { RATE_LIMIT_PUBLISH: 1, TRUST_PROXY: 'loopback' })
+  const { url: plainUrl } = await startInstance(t, { RATE_LIMIT_PUBLISH: 1 })
   const from = (ip: string): Record<string, string> => ({ 'x-forwarded-for': ip })
   t.equal((await notify(trustingUrl, { data: 1 }, from('10.0.0.1'))).status, 202)
   t.equal((await notify(trustingUrl, { data: 1 }, from('10.0.0.1'))).status, 429, 'same forwarded client')
@@ -54,5 +51,5 @@ t.test('TRUST_PROXY decides whether X-Forwarded-For names the client', async t =
 })
 
 t.test('HEADERS_TIMEOUT_MS above REQUEST_TIMEOUT_MS is refused at start', async t => {
-  await t.rejects(startInstance({ HEADERS_TIMEOUT_MS: 5000, REQUEST_TIMEOUT_MS: 1000 }), /HEADERS_TIMEOUT_MS \(5000\) must not exceed REQUEST_TIMEOUT_MS/)
+  await t.rejects(startInstance(t, { HEADERS_TIMEOUT_MS: 5000, REQUEST_TIMEOUT_MS: 1000 }), /HEADERS_TIMEOUT_MS \(5000\) must not exceed REQUEST_TIMEOUT_MS/)
 })

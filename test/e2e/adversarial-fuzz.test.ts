@@ -2,7 +2,7 @@
 // every answer is 202 or a 4xx, never a 5xx or a dropped connection; afterwards the
 // cluster still answers /health and delivers a known event exactly once.
 import t from 'tap'
-import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { notify, openStream, startInstance } from '../helpers/instance.js'
 import { SECRET, sign } from '../helpers/jwt.js'
 import { TestRedis } from '../helpers/redis.js'
 
@@ -106,11 +106,9 @@ t.teardown(() => redis.stop())
 t.test('thousands of generated bodies and queries; then /health and a known event exactly once', async t => {
   const prefix = `fz${seed}:`
   const config = { REDIS_URL: redis.url, REDIS_PREFIX: prefix, BODY_LIMIT_BYTES: 262144, MAX_DATA_DEPTH: 32 }
-  const [a, b] = await Promise.all([startInstance(config), startInstance(config)])
-  t.teardown(() => Promise.all([a.app.close(), b.app.close()]))
-  const onA = await SseClient.open(`${a.url}/stream?topic=sentinel:known&topic=fz:1`)
-  const onB = await SseClient.open(`${b.url}/stream?topic=sentinel:known`)
-  t.teardown(() => { onA.close(); onB.close() })
+  const [a, b] = await Promise.all([startInstance(t, config), startInstance(t, config)])
+  const onA = await openStream(t, `${a.url}/stream?topic=sentinel:known&topic=fz:1`)
+  const onB = await openStream(t, `${b.url}/stream?topic=sentinel:known`)
 
   const statuses = new Map<number, number>()
   const unexpected: string[] = []
@@ -162,8 +160,7 @@ t.test('thousands of generated bodies and queries; then /health and a known even
 })
 
 t.test('generated credentials never get through', async t => {
-  const { app, url } = await startInstance({ SUBSCRIBE_AUTH: 'on', PUBLISH_AUTH: 'on', JWT_SECRET: SECRET, PUBLISH_TOKENS: 'the-real-publish-token-0123' })
-  t.teardown(() => app.close())
+  const { app, url } = await startInstance(t, { SUBSCRIBE_AUTH: 'on', PUBLISH_AUTH: 'on', JWT_SECRET: SECRET, PUBLISH_TOKENS: 'the-real-publish-token-0123' })
   const b64 = (v: unknown): string => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url')
   const token = (): string => {
     switch (int(6)) {

@@ -3,7 +3,7 @@
 // events of the valid requests; nobody is disconnected).
 import t, { type Test } from 'tap'
 import { connect } from 'node:net'
-import { notify, SseClient, startInstance, type Instance } from '../helpers/instance.js'
+import { notify, openStream, SseClient, startInstance, type Instance } from '../helpers/instance.js'
 import { TestRedis } from '../helpers/redis.js'
 
 const redis = await TestRedis.start()
@@ -35,10 +35,8 @@ async function raw (url: string, request: string | Buffer): Promise<string> {
 /** An instance (on Redis, where key tricks would bite) with an observer on `t`, `__proto__` and broadcasts. */
 async function withObserver (t: Test, config: Record<string, unknown> = {}): Promise<Instance & { observer: SseClient }> {
   const prefix = `adv${Math.random().toString(36).slice(2, 8)}:`
-  const instance = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: prefix, ...config })
-  t.teardown(() => instance.app.close())
-  const observer = await SseClient.open(`${instance.url}/stream?topic=t&topic=__proto__`)
-  t.teardown(() => observer.close())
+  const instance = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: prefix, ...config })
+  const observer = await openStream(t, `${instance.url}/stream?topic=t&topic=__proto__`)
   return { ...instance, observer }
 }
 
@@ -171,8 +169,7 @@ t.test('topic names that try Redis key or channel tricks are refused on both end
   }
   // Names that are only odd: valid, and delivered like any other, on Redis too.
   const odd = ['__proto__', 'constructor', 'x'.repeat(64), 'sse:t', '../../etc', 'a/b@c.d:e-f_g']
-  const c = await SseClient.open(`${url}/stream?${odd.map(o => `topic=${encodeURIComponent(o)}`).join('&')}`)
-  t.teardown(() => c.close())
+  const c = await openStream(t, `${url}/stream?${odd.map(o => `topic=${encodeURIComponent(o)}`).join('&')}`)
   t.equal(c.status, 200)
   const res = await notify(url, odd.map(topic => ({ topic, data: topic })))
   t.equal(res.status, 202)

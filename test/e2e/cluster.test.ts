@@ -1,21 +1,20 @@
 // Three instances sharing one real redis-server: exactly once, same order everywhere.
 import { EventSource } from 'eventsource'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { compareIds } from '../../src/event-id.js'
-import { notify, SseClient, startInstance, type Instance } from '../helpers/instance.js'
+import { notify, openStream, SseClient, startInstance, type Instance } from '../helpers/instance.js'
 import { TestRedis } from '../helpers/redis.js'
 
 const redis = await TestRedis.start()
 t.teardown(() => redis.stop())
 
-async function cluster (n: number, config: Record<string, unknown> = {}): Promise<Instance[]> {
+async function cluster (t: Test, n: number, config: Record<string, unknown> = {}): Promise<Instance[]> {
   const prefix = `c${Math.random().toString(36).slice(2, 8)}:`
-  return Promise.all(Array.from({ length: n }, () => startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: prefix, ...config })))
+  return Promise.all(Array.from({ length: n }, () => startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: prefix, ...config })))
 }
 
 t.test('an event posted to any instance reaches clients of every instance exactly once, in one order', async t => {
-  const nodes = await cluster(3)
-  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
+  const nodes = await cluster(t, 3)
   for (const n of nodes) {
     const health = await (await fetch(`${n.url}/health`)).json()
     t.match(health, { status: 'ok', mode: 'cluster', redis: { configured: true, connected: true } })
@@ -23,10 +22,9 @@ t.test('an event posted to any instance reaches clients of every instance exactl
   // Two raw clients per instance on topic "orders", one on "orders"+"users".
   const clients: SseClient[] = []
   for (const n of nodes) {
-    clients.push(await SseClient.open(`${n.url}/stream?topic=orders`))
-    clients.push(await SseClient.open(`${n.url}/stream?topic=orders&topic=users`))
+    clients.push(await openStream(t, `${n.url}/stream?topic=orders`))
+    clients.push(await openStream(t, `${n.url}/stream?topic=orders&topic=users`))
   }
-  t.teardown(() => clients.forEach(c => c.close()))
   // A real EventSource client on instance 2.
   const esEvents: Array<{ id: string, data: string }> = []
   const es = new EventSource(`${nodes[2].url}/stream?topic=orders`)
@@ -63,11 +61,9 @@ t.test('an event posted to any instance reaches clients of every instance exactl
 })
 
 t.test('batches that fill several script calls in one turn keep their order and their bytes', async t => {
-  const nodes = await cluster(2)
-  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
-  const a = await SseClient.open(`${nodes[0].url}/stream?topic=big`)
-  const b = await SseClient.open(`${nodes[1].url}/stream?topic=big&topic=other`)
-  t.teardown(() => { a.close(); b.close() })
+  const nodes = await cluster(t, 2)
+  const a = await openStream(t, `${nodes[0].url}/stream?topic=big`)
+  const b = await openStream(t, `${nodes[1].url}/stream?topic=big&topic=other`)
   // Three batches of 200 sent at once: 600 events in one turn, past one call's 256.
   // Payloads with line breaks, multi-byte characters and the record separator itself.
   const datum = (batch: number, i: number): string => `b${batch} #${i}\nzweite Zeile: ü → 🚀\n\n${'x'.repeat(i % 7)}`
@@ -90,20 +86,17 @@ t.test('batches that fill several script calls in one turn keep their order and 
     t.same(c.events.map(e => e.data), sent, 'byte for byte')
   }
   // The history holds the same bytes: resume from the middle of the second batch.
-  const resumed = await SseClient.open(`${nodes[1].url}/stream?topic=big`, { 'last-event-id': ids[299] })
-  t.teardown(() => resumed.close())
+  const resumed = await openStream(t, `${nodes[1].url}/stream?topic=big`, { 'last-event-id': ids[299] })
   await resumed.untilEvents(300)
   t.same(resumed.events.map(e => e.data), sent.slice(300), 'the rest, from history')
 })
 
 t.test('broadcasts reach every client on every instance', async t => {
-  const nodes = await cluster(3)
-  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
+  const nodes = await cluster(t, 3)
   const clients = await Promise.all(nodes.flatMap(n => [
-    SseClient.open(`${n.url}/stream`),
-    SseClient.open(`${n.url}/stream?topic=anything`)
+    openStream(t, `${n.url}/stream`),
+    openStream(t, `${n.url}/stream?topic=anything`)
   ]))
-  t.teardown(() => clients.forEach(c => c.close()))
   const res = await notify(nodes[1].url, [{ data: 'hello all' }, { topic: 'nobody', data: 'x' }])
   t.equal(res.status, 202)
   for (const c of clients) await c.untilEvents(1)
@@ -112,15 +105,13 @@ t.test('broadcasts reach every client on every instance', async t => {
 })
 
 t.test('a client that missed 100 events resumes on another instance with no gap and no duplicate', async t => {
-  const nodes = await cluster(2)
-  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
+  const nodes = await cluster(t, 2)
   const first = await SseClient.open(`${nodes[0].url}/stream?topic=r`)
   await notify(nodes[0].url, { topic: 'r', data: 0 })
   await first.untilEvents(1)
   first.close()
   for (let i = 1; i <= 100; i++) await notify(nodes[i % 2].url, { topic: 'r', data: i })
-  const resumed = await SseClient.open(`${nodes[1].url}/stream?topic=r`, { 'last-event-id': first.lastEventId! })
-  t.teardown(() => resumed.close())
+  const resumed = await openStream(t, `${nodes[1].url}/stream?topic=r`, { 'last-event-id': first.lastEventId! })
   // Publishes racing with the replay must land after it, once.
   const racing = Promise.all([101, 102, 103].map(i => notify(nodes[i % 2].url, { topic: 'r', data: i })))
   await racing
@@ -132,27 +123,22 @@ t.test('a client that missed 100 events resumes on another instance with no gap 
 })
 
 t.test('resume from an id older than the history gets the reset event', async t => {
-  const nodes = await cluster(2, { HISTORY_SIZE: 5 })
-  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
+  const nodes = await cluster(t, 2, { HISTORY_SIZE: 5 })
   const first = await notify(nodes[0].url, { topic: 'g', data: 0 })
   for (let i = 1; i <= 10; i++) await notify(nodes[0].url, { topic: 'g', data: i })
-  const c = await SseClient.open(`${nodes[1].url}/stream?topic=g`, { 'last-event-id': first.body.id })
-  t.teardown(() => c.close())
+  const c = await openStream(t, `${nodes[1].url}/stream?topic=g`, { 'last-event-id': first.body.id })
   await c.untilEvents(6)
   t.equal(c.events[0].event, 'reset')
   t.same(c.events.slice(1).map(e => Number(e.data)), [6, 7, 8, 9, 10])
-  const unknown = await SseClient.open(`${nodes[1].url}/stream?topic=g`, { 'last-event-id': '99999999999999-0' })
-  t.teardown(() => unknown.close())
+  const unknown = await openStream(t, `${nodes[1].url}/stream?topic=g`, { 'last-event-id': '99999999999999-0' })
   await unknown.untilEvents(1)
   t.equal(unknown.events[0].event, 'reset', 'an id from the future is unknown: reset')
 })
 
 t.test('ids that go back (a Redis that lost its state and has a slower clock) do not stop delivery', async t => {
   const prefix = `back${Math.random().toString(36).slice(2, 6)}:`
-  const nodes = await Promise.all([1, 2].map(() => startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: prefix })))
-  t.teardown(() => Promise.all(nodes.map(n => n.app.close())))
-  const clients = await Promise.all(nodes.map(n => SseClient.open(`${n.url}/stream?topic=b`)))
-  t.teardown(() => clients.forEach(c => c.close()))
+  const nodes = await Promise.all([1, 2].map(() => startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: prefix })))
+  const clients = await Promise.all(nodes.map(async n => await openStream(t, `${n.url}/stream?topic=b`)))
   const { Redis } = await import('ioredis')
   const admin = new Redis(redis.url)
   t.teardown(() => admin.quit())

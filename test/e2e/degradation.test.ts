@@ -2,7 +2,7 @@
 // while running, one instance's link lost, Redis frozen.
 import t from 'tap'
 import { Writable } from 'node:stream'
-import { notify, SseClient, startInstance, type Instance } from '../helpers/instance.js'
+import { notify, openStream, startInstance, type Instance } from '../helpers/instance.js'
 import { Link } from '../helpers/link.js'
 import { freePort, TestRedis } from '../helpers/redis.js'
 
@@ -35,12 +35,10 @@ t.test('Redis unreachable at start: starts degraded at once, connects when Redis
   const port = await freePort()
   const started = Date.now()
   const log = logSink()
-  const a = await startInstance({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: prefix(), REDIS_CONNECT_TIMEOUT_MS: 1000 }, log.logger)
-  t.teardown(() => a.app.close())
+  const a = await startInstance(t, { REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: prefix(), REDIS_CONNECT_TIMEOUT_MS: 1000 }, log.logger)
   t.ok(Date.now() - started < 2000, `started in ${Date.now() - started} ms`)
   t.match(await health(a), { status: 'degraded', mode: 'cluster', redis: { configured: true, connected: false } })
-  const local = await SseClient.open(`${a.url}/stream?topic=x`)
-  t.teardown(() => local.close())
+  const local = await openStream(t, `${a.url}/stream?topic=x`)
   const res = await notify(a.url, { topic: 'x', data: 'while down' })
   t.equal(res.status, 202)
   t.equal(res.body.fanout, 'local')
@@ -48,10 +46,8 @@ t.test('Redis unreachable at start: starts degraded at once, connects when Redis
   await local.untilEvents(1)
 
   // A second instance, also started while Redis was away, with a client of its own.
-  const b = await startInstance({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: a.app.config.REDIS_PREFIX })
-  t.teardown(() => b.app.close())
-  const remote = await SseClient.open(`${b.url}/stream?topic=x`)
-  t.teardown(() => remote.close())
+  const b = await startInstance(t, { REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: a.app.config.REDIS_PREFIX })
+  const remote = await openStream(t, `${b.url}/stream?topic=x`)
 
   // Redis appears on that port: both connect; the outage event reaches the other instance.
   const redis = TestRedis.at(port)
@@ -76,12 +72,10 @@ t.test('Redis lost while running: local delivery goes on, and every client ends 
   t.teardown(() => redis.stop())
   const p = prefix()
   const logA = logSink()
-  const a = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: p }, logA.logger)
-  const b = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: p })
-  t.teardown(async () => { await a.app.close(); await b.app.close() })
-  const onA = await SseClient.open(`${a.url}/stream?topic=o`)
-  const onB = await SseClient.open(`${b.url}/stream?topic=o`)
-  t.teardown(() => { onA.close(); onB.close() })
+  const a = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: p }, logA.logger)
+  const b = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: p })
+  const onA = await openStream(t, `${a.url}/stream?topic=o`)
+  const onB = await openStream(t, `${b.url}/stream?topic=o`)
   await notify(a.url, { topic: 'o', data: 'before' })
   await onB.untilEvents(1)
 
@@ -117,12 +111,10 @@ t.test('one instance loses its Redis link: it catches up from history when back'
   const link = await Link.open(redis.port)
   t.teardown(() => link.cut())
   const p = prefix()
-  const a = await startInstance({ REDIS_URL: link.url, REDIS_PREFIX: p })
-  const b = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: p })
-  t.teardown(async () => { await a.app.close(); await b.app.close() })
-  const onA = await SseClient.open(`${a.url}/stream?topic=k`)
-  const onA2 = await SseClient.open(`${a.url}/stream?topic=k&topic=other`)
-  t.teardown(() => { onA.close(); onA2.close() })
+  const a = await startInstance(t, { REDIS_URL: link.url, REDIS_PREFIX: p })
+  const b = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: p })
+  const onA = await openStream(t, `${a.url}/stream?topic=k`)
+  const onA2 = await openStream(t, `${a.url}/stream?topic=k&topic=other`)
   await notify(b.url, { topic: 'k', data: 0 })
   await onA.untilEvents(1)
 
@@ -153,11 +145,9 @@ t.test('Redis frozen (SIGSTOP) then resumed: publishes fail cleanly, then all re
   const redis = await TestRedis.start()
   t.teardown(async () => { redis.resume(); await redis.stop() })
   const p = prefix()
-  const a = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: p })
-  const b = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: p })
-  t.teardown(async () => { await a.app.close(); await b.app.close() })
-  const onB = await SseClient.open(`${b.url}/stream?topic=f`)
-  t.teardown(() => onB.close())
+  const a = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: p })
+  const b = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: p })
+  const onB = await openStream(t, `${b.url}/stream?topic=f`)
   redis.pause()
   const frozen = await notify(a.url, { topic: 'f', data: 'frozen' })
   t.equal(frozen.status, 503, 'a publish to a frozen Redis fails in bounded time')
@@ -175,10 +165,8 @@ t.test('Redis frozen (SIGSTOP) then resumed: publishes fail cleanly, then all re
 
 t.test('PUBLISH_WHEN_DEGRADED=reject answers 503 while Redis is down, and delivers nothing', async t => {
   const port = await freePort()
-  const a = await startInstance({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: prefix(), PUBLISH_WHEN_DEGRADED: 'reject' })
-  t.teardown(() => a.app.close())
-  const c = await SseClient.open(`${a.url}/stream?topic=x`)
-  t.teardown(() => c.close())
+  const a = await startInstance(t, { REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: prefix(), PUBLISH_WHEN_DEGRADED: 'reject' })
+  const c = await openStream(t, `${a.url}/stream?topic=x`)
   const res = await notify(a.url, { topic: 'x', data: 1 })
   t.equal(res.status, 503)
   t.match(res.body.message, /PUBLISH_WHEN_DEGRADED=reject/)

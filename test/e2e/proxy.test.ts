@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import t from 'tap'
-import { notify, SseClient, startInstance, type Instance } from '../helpers/instance.js'
+import { notify, openStream, SseClient, startInstance, type Instance } from '../helpers/instance.js'
 import { freePort, TestRedis } from '../helpers/redis.js'
 
 const CONF = new URL('../../deploy/nginx.conf', import.meta.url)
@@ -94,9 +94,7 @@ if (nginxBin === undefined) {
 } else {
   const redis = await TestRedis.start()
   t.teardown(() => redis.stop())
-  const nodes = await Promise.all([0, 1].map(() => startInstance({ REDIS_URL: redis.url, HEARTBEAT_INTERVAL_MS: 300 })))
-  const open = new Set(nodes)
-  t.teardown(() => Promise.all([...open].map(n => n.app.close())))
+  const nodes = await Promise.all([0, 1].map(async () => await startInstance(t, { REDIS_URL: redis.url, HEARTBEAT_INTERVAL_MS: 300 })))
 
   const dir = await mkdtemp(join(tmpdir(), 'sse-proxy-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
@@ -131,8 +129,7 @@ if (nginxBin === undefined) {
   })
 
   t.test('a stream opens through nginx at once: the retry line comes before any event', async t => {
-    const c = await SseClient.open(`${proxy}/stream?topic=open`)
-    t.teardown(() => c.close())
+    const c = await openStream(t, `${proxy}/stream?topic=open`)
     t.equal(c.status, 200)
     t.match(c.headers['content-type'], /^text\/event-stream/)
     t.equal(c.headers['cache-control'], 'no-cache')
@@ -147,8 +144,7 @@ if (nginxBin === undefined) {
 
   t.test('POST /notify through nginx reaches streams on both instances promptly, once each', async t => {
     const clients: SseClient[] = []
-    t.teardown(() => clients.forEach(c => c.close()))
-    for (let i = 0; i < 4; i++) clients.push(await SseClient.open(`${proxy}/stream?topic=orders`))
+    for (let i = 0; i < 4; i++) clients.push(await openStream(t, `${proxy}/stream?topic=orders`))
     await Promise.all(clients.map(c => c.until(x => x.raw.includes('\n\n'), 1000, 'first bytes')))
     for (const n of nodes) t.ok(await clientsOf(n) >= 2, `round robin: ${n.url} holds streams`)
 
@@ -163,8 +159,7 @@ if (nginxBin === undefined) {
   })
 
   t.test('Last-Event-ID (header or query) resumes through nginx on either instance', async t => {
-    const live = await SseClient.open(`${proxy}/stream?topic=resume`)
-    t.teardown(() => live.close())
+    const live = await openStream(t, `${proxy}/stream?topic=resume`)
     const ids: string[] = []
     for (let i = 1; i <= 4; i++) ids.push((await notify(proxy, { topic: 'resume', data: `e${i}` })).body.id)
     await live.untilEvents(4)
@@ -175,11 +170,10 @@ if (nginxBin === undefined) {
 
     // Two opens in a row: round robin lands them on different instances.
     const resumed: SseClient[] = []
-    t.teardown(() => resumed.forEach(c => c.close()))
-    resumed.push(await SseClient.open(`${proxy}/stream?topic=resume`, { 'last-event-id': ids[0] }))
-    resumed.push(await SseClient.open(`${proxy}/stream?topic=resume`, { 'last-event-id': ids[0] }))
+    resumed.push(await openStream(t, `${proxy}/stream?topic=resume`, { 'last-event-id': ids[0] }))
+    resumed.push(await openStream(t, `${proxy}/stream?topic=resume`, { 'last-event-id': ids[0] }))
     t.same(await counts(), [1, 1], 'the two resumes are on different instances')
-    resumed.push(await SseClient.open(`${proxy}/stream?topic=resume&lastEventId=${encodeURIComponent(ids[1])}`))
+    resumed.push(await openStream(t, `${proxy}/stream?topic=resume&lastEventId=${encodeURIComponent(ids[1])}`))
     for (const c of resumed) t.equal(c.status, 200)
     const e5 = (await notify(proxy, { topic: 'resume', data: 'e5' })).body.id
     await resumed[0].untilEvents(4)
@@ -193,15 +187,13 @@ if (nginxBin === undefined) {
 
   t.test('a stream whose instance shuts down resumes through nginx on the other one', async t => {
     const clients: SseClient[] = []
-    t.teardown(() => clients.forEach(c => c.close()))
-    for (let i = 0; i < 2; i++) clients.push(await SseClient.open(`${proxy}/stream?topic=failover`))
+    for (let i = 0; i < 2; i++) clients.push(await openStream(t, `${proxy}/stream?topic=failover`))
     const first = (await notify(proxy, { topic: 'failover', data: 'before' })).body.id
     await Promise.all(clients.map(c => c.untilEvents(1)))
 
     const [gone, staying] = nodes
     const before = await clientsOf(gone)
     t.ok(before >= 1, 'one of the streams is on the instance that goes')
-    open.delete(gone)
     await gone.app.close()
     await waitFor(() => clients.filter(c => c.ended).length === before, 'its streams to end')
     t.equal(clients.filter(c => c.ended).length, before, 'its streams were ended cleanly')
@@ -209,8 +201,7 @@ if (nginxBin === undefined) {
     // Published while the client is away, through nginx (its POST goes to the live one).
     const missed = await notify(proxy, { topic: 'failover', data: 'missed' })
     t.equal(missed.status, 202)
-    const back = await SseClient.open(`${proxy}/stream?topic=failover`, { 'last-event-id': first })
-    t.teardown(() => back.close())
+    const back = await openStream(t, `${proxy}/stream?topic=failover`, { 'last-event-id': first })
     t.equal(back.status, 200, 'nginx skipped the instance that is gone')
     await back.untilEvents(1)
     t.same(back.events, [{ id: missed.body.id, data: 'missed' }], 'the missed event, replayed once')

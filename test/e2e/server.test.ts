@@ -3,7 +3,7 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { notify, SseClient } from '../helpers/instance.js'
+import { notify, openStream, SseClient } from '../helpers/instance.js'
 import { startServer } from '../helpers/process.js'
 import { freePort, TestRedis } from '../helpers/redis.js'
 
@@ -43,8 +43,7 @@ t.test('settings come from a .env file in the working directory; the environment
   writeFileSync(join(dir, '.env'), `PORT=${port}\nHEARTBEAT_INTERVAL_MS=150\nHEARTBEAT_EVENT=from-dotenv\nRETRY_MS=9999\n`)
   const server = await startServer({ RETRY_MS: '1111' }, true, dir, port)
   t.teardown(() => { server.child.kill('SIGKILL') })
-  const c = await SseClient.open(`${server.url}/stream`)
-  t.teardown(() => c.close())
+  const c = await openStream(t, `${server.url}/stream`)
   await c.until(x => x.events.some(e => e.event === 'from-dotenv'), 3000, 'a heartbeat named in .env')
   t.ok(c.raw.startsWith('retry: 1111\n'), 'the environment wins over .env')
 })
@@ -53,8 +52,7 @@ t.test('no REDIS_URL: the single-instance warning, and it works', async t => {
   const server = await startServer()
   t.teardown(() => { server.child.kill('SIGKILL') })
   t.match(server.output(), /Redis not available - SSE will work in single-instance mode only/)
-  const c = await SseClient.open(`${server.url}/stream?topic=x`)
-  t.teardown(() => c.close())
+  const c = await openStream(t, `${server.url}/stream?topic=x`)
   t.equal((await notify(server.url, { topic: 'x', data: 1 })).status, 202)
   await c.untilEvents(1)
 })
@@ -74,8 +72,7 @@ t.test('an instance killed with SIGKILL: its clients resume on another instance,
   for (const c of clients) await c.until(x => x.ended, 3000, 'stream cut')
   // Published while the clients are away.
   for (let i = 10; i < 30; i++) { await notify(survivor.url, { topic: 'k', data: i }); published.push(i) }
-  const resumed = await Promise.all(clients.map(c => SseClient.open(`${survivor.url}/stream?topic=k`, { 'last-event-id': c.lastEventId! })))
-  t.teardown(() => resumed.forEach(c => c.close()))
+  const resumed = await Promise.all(clients.map(async c => await openStream(t, `${survivor.url}/stream?topic=k`, { 'last-event-id': c.lastEventId! })))
   for (let i = 30; i < 35; i++) { await notify(survivor.url, { topic: 'k', data: i }); published.push(i) }
   for (const [i, c] of clients.entries()) {
     await resumed[i].untilEvents(25)

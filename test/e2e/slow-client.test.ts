@@ -1,15 +1,13 @@
 // A client that stops reading is cut off at CLIENT_BUFFER_BYTES; the others get everything
 // and it can resume from its last id. (Latency under load is measured in bench/.)
 import t from 'tap'
-import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { notify, openStream, startInstance } from '../helpers/instance.js'
 
 t.test('a client that stops reading is disconnected at the bound and resumes by id', async t => {
   // Bursts (one POST) stay well under the bound, so only a client that stops reading hits it.
-  const { app, url } = await startInstance({ CLIENT_BUFFER_BYTES: 1 << 20, HISTORY_SIZE: 40000 })
-  t.teardown(() => app.close())
-  const slow = await SseClient.open(`${url}/stream?topic=s`)
-  const fast = await Promise.all([1, 2, 3].map(() => SseClient.open(`${url}/stream?topic=s`)))
-  t.teardown(() => { slow.close(); fast.forEach(c => c.close()) })
+  const { app, url } = await startInstance(t, { CLIENT_BUFFER_BYTES: 1 << 20, HISTORY_SIZE: 40000 })
+  const slow = await openStream(t, `${url}/stream?topic=s`)
+  const fast = await Promise.all([1, 2, 3].map(async () => await openStream(t, `${url}/stream?topic=s`)))
   await notify(url, { topic: 's', data: 'first' })
   await slow.untilEvents(1)
   slow.pauseReading()
@@ -33,8 +31,7 @@ t.test('a client that stops reading is disconnected at the bound and resumes by 
   slow.resumeReading()
   await slow.until(c => c.ended, 10000, 'the slow stream to end')
   t.ok(slow.events.length < total, `it had only ${slow.events.length} events`)
-  const resumed = await SseClient.open(`${url}/stream?topic=s`, { 'last-event-id': slow.lastEventId! })
-  t.teardown(() => resumed.close())
+  const resumed = await openStream(t, `${url}/stream?topic=s`, { 'last-event-id': slow.lastEventId! })
   t.equal(resumed.status, 200)
   await resumed.untilEvents(total - slow.events.length, 30000)
   const all = [...slow.events, ...resumed.events].map(e => Number(e.data.split(' ')[0]) || 0)

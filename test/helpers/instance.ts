@@ -1,5 +1,8 @@
 // Real instances on real sockets, and raw SSE clients that record what they receive.
+// The helpers that start something register its teardown on the test, as fastify-cli's
+// build(t) does.
 import type { FastifyInstance } from 'fastify'
+import type { Test } from 'tap'
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http'
 import { buildApp, type AppOptions } from '../../app.js'
 
@@ -8,7 +11,8 @@ export interface Instance {
   url: string
 }
 
-export async function startInstance (config: Record<string, unknown> = {}, logger: AppOptions['logger'] = false): Promise<Instance> {
+/** Builds and starts an instance; it is closed when `t` ends (closing it earlier is fine). */
+export async function startInstance (t: Test, config: Record<string, unknown> = {}, logger: AppOptions['logger'] = false): Promise<Instance> {
   const app = await buildApp({
     env: false,
     logger,
@@ -16,6 +20,7 @@ export async function startInstance (config: Record<string, unknown> = {}, logge
     // a test's stream into a 503.
     config: { PORT: 0, HOST: '127.0.0.1', REDIS_CONNECT_TIMEOUT_MS: 500, PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0, ...config }
   })
+  t.teardown(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as { port: number }
   return { app, url: `http://127.0.0.1:${port}` }
@@ -138,6 +143,13 @@ export class SseClient {
     this.waiters = []
     for (const w of waiters) w()
   }
+}
+
+/** Opens a stream that is closed when `t` ends (closing it earlier is fine). */
+export async function openStream (t: Test, url: string, headers: Record<string, string> = {}): Promise<SseClient> {
+  const client = await SseClient.open(url, headers)
+  t.teardown(() => client.close())
+  return client
 }
 
 export async function notify (url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, body: any, headers: Headers }> {

@@ -2,7 +2,7 @@
 // with PUBLISH_AUTH=on publishes only where its credential allows.
 import t from 'tap'
 import { buildApp } from '../../app.js'
-import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { notify, openStream, SseClient, startInstance } from '../helpers/instance.js'
 import { keyPair, now, publisherToken, SECRET, sign, subscriberToken } from '../helpers/jwt.js'
 
 const AUTH = { SUBSCRIBE_AUTH: 'on', JWT_SECRET: SECRET }
@@ -23,18 +23,15 @@ async function get (url: string, headers: Record<string, string> = {}): Promise<
 }
 
 t.test('without SUBSCRIBE_AUTH every stream is open, tokens or not', async t => {
-  const { app, url } = await startInstance()
-  t.teardown(() => app.close())
-  const plain = await SseClient.open(`${url}/stream?topic=user:1`)
-  const garbage = await SseClient.open(`${url}/stream?topic=user:1&token=garbage`, { authorization: 'Bearer nonsense' })
-  t.teardown(() => { plain.close(); garbage.close() })
+  const { url } = await startInstance(t)
+  const plain = await openStream(t, `${url}/stream?topic=user:1`)
+  const garbage = await openStream(t, `${url}/stream?topic=user:1&token=garbage`, { authorization: 'Bearer nonsense' })
   t.equal(plain.status, 200)
   t.equal(garbage.status, 200, 'a token is not even looked at')
 })
 
 t.test('the auth matrix: every bad token is a 401 naming why, a good one a 200', async t => {
-  const { app, url } = await startInstance(AUTH)
-  t.teardown(() => app.close())
+  const { app, url } = await startInstance(t, AUTH)
   const stream = `${url}/stream?topic=user:42`
   const good = subscriberToken(['user:42'])
   const cases: Array<[string, Record<string, string>, number, RegExp]> = [
@@ -75,10 +72,8 @@ t.test('the auth matrix: every bad token is a 401 naming why, a good one a 200',
 })
 
 t.test('an allowed stream gets its topics and broadcasts, nothing else', async t => {
-  const { app, url } = await startInstance(AUTH)
-  t.teardown(() => app.close())
-  const c = await SseClient.open(`${url}/stream?topic=orders:1&topic=user:42`, { authorization: `Bearer ${subscriberToken(['user:42', 'orders:*'])}` })
-  t.teardown(() => c.close())
+  const { url } = await startInstance(t, AUTH)
+  const c = await openStream(t, `${url}/stream?topic=orders:1&topic=user:42`, { authorization: `Bearer ${subscriberToken(['user:42', 'orders:*'])}` })
   t.equal(c.status, 200)
   await notify(url, [{ topic: 'user:43', data: 'not yours' }, { topic: 'orders:1', data: 'order' }, { topic: 'user:42', data: 'mine' }, { data: 'all' }])
   await c.untilEvents(3)
@@ -87,14 +82,12 @@ t.test('an allowed stream gets its topics and broadcasts, nothing else', async t
 })
 
 t.test('the token may come in the header, a cookie or ?token=; the query can be turned off', async t => {
-  const { app, url } = await startInstance({ ...AUTH, AUTH_COOKIE_NAME: 'my_auth' })
-  t.teardown(() => app.close())
+  const { url } = await startInstance(t, { ...AUTH, AUTH_COOKIE_NAME: 'my_auth' })
   const token = subscriberToken(['t'])
   const stream = `${url}/stream?topic=t`
-  const header = await SseClient.open(stream, { authorization: `Bearer ${token}` })
-  const cookie = await SseClient.open(stream, { cookie: `other=1; my_auth=${token}; x=y` })
-  const query = await SseClient.open(`${stream}&token=${token}`)
-  t.teardown(() => { header.close(); cookie.close(); query.close() })
+  const header = await openStream(t, stream, { authorization: `Bearer ${token}` })
+  const cookie = await openStream(t, stream, { cookie: `other=1; my_auth=${token}; x=y` })
+  const query = await openStream(t, `${stream}&token=${token}`)
   t.same([header.status, cookie.status, query.status], [200, 200, 200])
   await notify(url, { topic: 't', data: 'hello' })
   for (const c of [header, cookie, query]) await c.untilEvents(1)
@@ -108,8 +101,7 @@ t.test('the token may come in the header, a cookie or ?token=; the query can be 
   stale.close()
   t.equal((await get(`${stream}&token=${token}&token=${token}`)).status, 401, 'a repeated token parameter is refused')
 
-  const { app: strict, url: strictUrl } = await startInstance({ ...AUTH, SUBSCRIBE_TOKEN_QUERY: 'off' })
-  t.teardown(() => strict.close())
+  const { url: strictUrl } = await startInstance(t, { ...AUTH, SUBSCRIBE_TOKEN_QUERY: 'off' })
   const off = await get(`${strictUrl}/stream?topic=t&token=${token}`)
   t.equal(off.status, 400)
   t.match(off.message, /token query parameter is turned off \(SUBSCRIBE_TOKEN_QUERY=off\)/)
@@ -121,14 +113,12 @@ t.test('the token may come in the header, a cookie or ?token=; the query can be 
 })
 
 t.test('a stream ends when its token expires, not before', async t => {
-  const { app, url } = await startInstance({ ...AUTH, HEARTBEAT_INTERVAL_MS: 200 })
-  t.teardown(() => app.close())
+  const { app, url } = await startInstance(t, { ...AUTH, HEARTBEAT_INTERVAL_MS: 200 })
   const exp = now(2)
   const expiresAt = exp * 1000
-  const short = await SseClient.open(`${url}/stream?topic=t`, { authorization: `Bearer ${subscriberToken(['t'], { exp })}` })
-  const long = await SseClient.open(`${url}/stream?topic=t`, { authorization: `Bearer ${subscriberToken(['t'])}` })
-  const forever = await SseClient.open(`${url}/stream?topic=t`, { authorization: `Bearer ${sign({ sse: { subscribe: ['t'] } })}` })
-  t.teardown(() => { short.close(); long.close(); forever.close() })
+  const short = await openStream(t, `${url}/stream?topic=t`, { authorization: `Bearer ${subscriberToken(['t'], { exp })}` })
+  const long = await openStream(t, `${url}/stream?topic=t`, { authorization: `Bearer ${subscriberToken(['t'])}` })
+  const forever = await openStream(t, `${url}/stream?topic=t`, { authorization: `Bearer ${sign({ sse: { subscribe: ['t'] } })}` })
   t.equal(short.status, 200)
   t.equal(app.hub.size, 3)
   await notify(url, { topic: 't', data: 'before' })
@@ -148,11 +138,9 @@ t.test('a stream ends when its token expires, not before', async t => {
 })
 
 t.test('a clock tolerance delays both the refusal and the end of the stream', async t => {
-  const { app, url } = await startInstance({ ...AUTH, JWT_CLOCK_TOLERANCE_MS: 3000 })
-  t.teardown(() => app.close())
+  const { url } = await startInstance(t, { ...AUTH, JWT_CLOCK_TOLERANCE_MS: 3000 })
   const exp = now(-1)
-  const c = await SseClient.open(`${url}/stream?topic=t`, { authorization: `Bearer ${subscriberToken(['t'], { exp })}` })
-  t.teardown(() => c.close())
+  const c = await openStream(t, `${url}/stream?topic=t`, { authorization: `Bearer ${subscriberToken(['t'], { exp })}` })
   t.equal(c.status, 200, 'just expired, within the tolerance')
   await c.until(x => x.ended, 4000, 'the end of the stream')
   const late = Date.now() - (exp * 1000 + 3000)
@@ -160,8 +148,7 @@ t.test('a clock tolerance delays both the refusal and the end of the stream', as
 })
 
 t.test('audience and issuer are checked when configured', async t => {
-  const { app, url } = await startInstance({ ...AUTH, JWT_AUDIENCE: 'sse-fanout', JWT_ISSUER: 'https://auth.example' })
-  t.teardown(() => app.close())
+  const { url } = await startInstance(t, { ...AUTH, JWT_AUDIENCE: 'sse-fanout', JWT_ISSUER: 'https://auth.example' })
   const stream = `${url}/stream?topic=t`
   const cases: Array<[string, Record<string, unknown>, number, RegExp | null]> = [
     ['right aud and iss', { aud: 'sse-fanout', iss: 'https://auth.example' }, 200, null],
@@ -185,12 +172,10 @@ t.test('audience and issuer are checked when configured', async t => {
 })
 
 t.test('public topics are readable without a token, and with one', async t => {
-  const { app, url } = await startInstance({ ...AUTH, PUBLIC_TOPICS: 'news, public:*' })
-  t.teardown(() => app.close())
-  const anon = await SseClient.open(`${url}/stream?topic=news&topic=public:weather`)
-  const broadcasts = await SseClient.open(`${url}/stream`)
-  const user = await SseClient.open(`${url}/stream?topic=news&topic=user:42`, { authorization: `Bearer ${subscriberToken(['user:42'])}` })
-  t.teardown(() => { anon.close(); broadcasts.close(); user.close() })
+  const { url } = await startInstance(t, { ...AUTH, PUBLIC_TOPICS: 'news, public:*' })
+  const anon = await openStream(t, `${url}/stream?topic=news&topic=public:weather`)
+  const broadcasts = await openStream(t, `${url}/stream`)
+  const user = await openStream(t, `${url}/stream?topic=news&topic=user:42`, { authorization: `Bearer ${subscriberToken(['user:42'])}` })
   t.same([anon.status, broadcasts.status, user.status], [200, 200, 200])
   const res = await get(`${url}/stream?topic=news&topic=user:42`)
   t.equal(res.status, 403)
@@ -210,9 +195,8 @@ t.test('RS256 and ES256 public keys, alone or beside a secret', async t => {
   const rsa = keyPair('rsa')
   const ec = keyPair('ec')
   const other = keyPair('ec')
-  const { app: rsApp, url: rsUrl } = await startInstance({ SUBSCRIBE_AUTH: 'on', JWT_PUBLIC_KEY: rsa.publicPem.replace(/\n/g, '\\n') })
-  const { app: esApp, url: esUrl } = await startInstance({ SUBSCRIBE_AUTH: 'on', JWT_PUBLIC_KEY: ec.publicPem, JWT_SECRET: SECRET })
-  t.teardown(() => Promise.all([rsApp.close(), esApp.close()]))
+  const { url: rsUrl } = await startInstance(t, { SUBSCRIBE_AUTH: 'on', JWT_PUBLIC_KEY: rsa.publicPem.replace(/\n/g, '\\n') })
+  const { url: esUrl } = await startInstance(t, { SUBSCRIBE_AUTH: 'on', JWT_PUBLIC_KEY: ec.publicPem, JWT_SECRET: SECRET })
 
   const rs = await SseClient.open(`${rsUrl}/stream?topic=t`, { authorization: `Bearer ${subscriberToken(['t'], {}, { alg: 'RS256', key: rsa.privateKey })}` })
   t.equal(rs.status, 200, 'RS256 with the configured key')
@@ -235,8 +219,7 @@ t.test('RS256 and ES256 public keys, alone or beside a secret', async t => {
 })
 
 t.test('JWT_CLAIM reads Mercure-style tokens', async t => {
-  const { app, url } = await startInstance({ ...AUTH, JWT_CLAIM: 'mercure' })
-  t.teardown(() => app.close())
+  const { url } = await startInstance(t, { ...AUTH, JWT_CLAIM: 'mercure' })
   const c = await SseClient.open(`${url}/stream?topic=books:1`, { authorization: `Bearer ${sign({ mercure: { subscribe: ['books:*'] } })}` })
   t.equal(c.status, 200)
   c.close()
@@ -244,10 +227,8 @@ t.test('JWT_CLAIM reads Mercure-style tokens', async t => {
 })
 
 t.test('static tokens: several for rotation, anything else is a 401 that publishes nothing', async t => {
-  const { app, url } = await startInstance({ PUBLISH_AUTH: 'on', PUBLISH_TOKENS: `${TOKEN_A}, ${TOKEN_B}` })
-  t.teardown(() => app.close())
-  const observer = await SseClient.open(`${url}/stream?topic=t`)
-  t.teardown(() => observer.close())
+  const { url } = await startInstance(t, { PUBLISH_AUTH: 'on', PUBLISH_TOKENS: `${TOKEN_A}, ${TOKEN_B}` })
+  const observer = await openStream(t, `${url}/stream?topic=t`)
   const body = { topic: 't', data: 'x' }
   const cases: Array<[string, Record<string, string>, RegExp]> = [
     ['no token', {}, /publishing needs a token: Authorization: Bearer <token>/],
@@ -278,10 +259,8 @@ t.test('static tokens: several for rotation, anything else is a 401 that publish
 })
 
 t.test('JWT publishers: claims say where; forbidden is a 403 and the whole batch is refused', async t => {
-  const { app, url } = await startInstance({ PUBLISH_AUTH: 'on', JWT_SECRET: SECRET, PUBLISH_TOKENS: TOKEN_A })
-  t.teardown(() => app.close())
-  const observer = await SseClient.open(`${url}/stream?topic=orders:1&topic=user:42`)
-  t.teardown(() => observer.close())
+  const { url } = await startInstance(t, { PUBLISH_AUTH: 'on', JWT_SECRET: SECRET, PUBLISH_TOKENS: TOKEN_A })
+  const observer = await openStream(t, `${url}/stream?topic=orders:1&topic=user:42`)
   const orders = { authorization: `Bearer ${publisherToken(['orders:*'])}` }
   const cases: Array<[string, unknown, Record<string, string>, number, RegExp]> = [
     ['other topic', { topic: 'user:42', data: 1 }, orders, 403, /^this token may not publish to topic "user:42"$/],
@@ -311,17 +290,15 @@ t.test('JWT publishers: claims say where; forbidden is a 403 and the whole batch
 })
 
 t.test('a schema error still answers 400 for an authorized publisher; 401 comes first otherwise', async t => {
-  const { app, url } = await startInstance({ PUBLISH_AUTH: 'on', PUBLISH_TOKENS: TOKEN_A })
-  t.teardown(() => app.close())
+  const { url } = await startInstance(t, { PUBLISH_AUTH: 'on', PUBLISH_TOKENS: TOKEN_A })
   const bad = { topic: 'a b', data: 1 }
   t.equal((await notify(url, bad, { authorization: `Bearer ${TOKEN_A}` })).status, 400)
   t.equal((await notify(url, bad)).status, 401)
 })
 
 t.test('subscriber auth alone leaves publishing open, and the other way round', async t => {
-  const { app, url } = await startInstance({ SUBSCRIBE_AUTH: 'on', JWT_SECRET: SECRET })
-  const { app: app2, url: url2 } = await startInstance({ PUBLISH_AUTH: 'on', PUBLISH_TOKENS: TOKEN_A })
-  t.teardown(() => Promise.all([app.close(), app2.close()]))
+  const { url } = await startInstance(t, { SUBSCRIBE_AUTH: 'on', JWT_SECRET: SECRET })
+  const { url: url2 } = await startInstance(t, { PUBLISH_AUTH: 'on', PUBLISH_TOKENS: TOKEN_A })
   t.equal((await notify(url, { topic: 't', data: 1 })).status, 202)
   const c = await SseClient.open(`${url2}/stream?topic=t`)
   t.equal(c.status, 200)

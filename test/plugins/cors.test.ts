@@ -2,26 +2,22 @@
 // stream response as on ordinary replies, refusals included.
 import t from 'tap'
 import { buildApp } from '../../app.js'
-import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { notify, openStream, SseClient, startInstance } from '../helpers/instance.js'
 import { SECRET, subscriberToken } from '../helpers/jwt.js'
 
 const APP = 'https://app.example.com'
 
 t.test('without CORS_ORIGINS no CORS header is sent', async t => {
-  const { app, url } = await startInstance()
-  t.teardown(() => app.close())
-  const c = await SseClient.open(`${url}/stream?topic=t`, { origin: APP })
-  t.teardown(() => c.close())
+  const { url } = await startInstance(t)
+  const c = await openStream(t, `${url}/stream?topic=t`, { origin: APP })
   t.equal(c.headers['access-control-allow-origin'], undefined)
   const res = await notify(url, { data: 1 }, { origin: APP })
   t.equal(res.headers.get('access-control-allow-origin'), null)
 })
 
 t.test('listed origins get credentials on the stream, on refusals and on POST /notify; others get nothing', async t => {
-  const { app, url } = await startInstance({ CORS_ORIGINS: `${APP}, http://localhost:5173`, SUBSCRIBE_AUTH: 'on', JWT_SECRET: SECRET })
-  t.teardown(() => app.close())
-  const c = await SseClient.open(`${url}/stream?topic=t`, { origin: APP, cookie: `sse_token=${subscriberToken(['t'])}` })
-  t.teardown(() => c.close())
+  const { url } = await startInstance(t, { CORS_ORIGINS: `${APP}, http://localhost:5173`, SUBSCRIBE_AUTH: 'on', JWT_SECRET: SECRET })
+  const c = await openStream(t, `${url}/stream?topic=t`, { origin: APP, cookie: `sse_token=${subscriberToken(['t'])}` })
   t.equal(c.status, 200)
   t.equal(c.headers['access-control-allow-origin'], APP, 'the hijacked stream carries the CORS headers')
   t.equal(c.headers['access-control-allow-credentials'], 'true')
@@ -52,8 +48,7 @@ t.test('listed origins get credentials on the stream, on refusals and on POST /n
 })
 
 t.test('preflights: POST /notify with a bearer token, a stream reconnecting with Last-Event-ID', async t => {
-  const { app, url } = await startInstance({ CORS_ORIGINS: APP })
-  t.teardown(() => app.close())
+  const { url } = await startInstance(t, { CORS_ORIGINS: APP })
   const publish = await fetch(`${url}/notify`, {
     method: 'OPTIONS',
     headers: { origin: APP, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' }
@@ -79,10 +74,8 @@ t.test('preflights: POST /notify with a bearer token, a stream reconnecting with
 })
 
 t.test('CORS_ORIGINS=* allows any origin, without credentials', async t => {
-  const { app, url } = await startInstance({ CORS_ORIGINS: '*' })
-  t.teardown(() => app.close())
-  const c = await SseClient.open(`${url}/stream?topic=t`, { origin: 'https://anywhere.example' })
-  t.teardown(() => c.close())
+  const { url } = await startInstance(t, { CORS_ORIGINS: '*' })
+  const c = await openStream(t, `${url}/stream?topic=t`, { origin: 'https://anywhere.example' })
   t.equal(c.headers['access-control-allow-origin'], '*')
   t.equal(c.headers['access-control-allow-credentials'], undefined)
 })

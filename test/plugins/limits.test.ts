@@ -2,7 +2,7 @@
 // shedding that leaves open streams alone, and timeouts that end slow-loris clients.
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
-import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { notify, openStream, startInstance } from '../helpers/instance.js'
 import { TestRedis } from '../helpers/redis.js'
 
 const redis = await TestRedis.start()
@@ -11,10 +11,8 @@ t.teardown(() => redis.stop())
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 t.test('publishes per address over RATE_LIMIT_PUBLISH get 429 with Retry-After and publish nothing', async t => {
-  const { app, url } = await startInstance({ RATE_LIMIT_PUBLISH: 3 })
-  t.teardown(() => app.close())
-  const observer = await SseClient.open(`${url}/stream?topic=t`)
-  t.teardown(() => observer.close())
+  const { url } = await startInstance(t, { RATE_LIMIT_PUBLISH: 3 })
+  const observer = await openStream(t, `${url}/stream?topic=t`)
   for (let i = 0; i < 3; i++) t.equal((await notify(url, { topic: 't', data: i })).status, 202)
   const over = await notify(url, { topic: 't', data: 'over' })
   t.equal(over.status, 429)
@@ -27,11 +25,9 @@ t.test('publishes per address over RATE_LIMIT_PUBLISH get 429 with Retry-After a
 })
 
 t.test('new streams per address over RATE_LIMIT_STREAMS get 429; the open ones go on', async t => {
-  const { app, url } = await startInstance({ RATE_LIMIT_STREAMS: 2 })
-  t.teardown(() => app.close())
-  const a = await SseClient.open(`${url}/stream?topic=t`)
-  const b = await SseClient.open(`${url}/stream?topic=t`)
-  t.teardown(() => { a.close(); b.close() })
+  const { app, url } = await startInstance(t, { RATE_LIMIT_STREAMS: 2 })
+  const a = await openStream(t, `${url}/stream?topic=t`)
+  const b = await openStream(t, `${url}/stream?topic=t`)
   const c = await fetch(`${url}/stream?topic=t`)
   t.equal(c.status, 429)
   t.match((await c.json()).message, /at most 2 new streams per 60 s/)
@@ -44,16 +40,14 @@ t.test('new streams per address over RATE_LIMIT_STREAMS get 429; the open ones g
 t.test('with Redis the limit counts across instances, and a Redis outage does not turn it into errors', async t => {
   const prefix = `rl${Math.random().toString(36).slice(2, 8)}:`
   const config = { REDIS_URL: redis.url, REDIS_PREFIX: prefix, RATE_LIMIT_PUBLISH: 3 }
-  const [a, b] = await Promise.all([startInstance(config), startInstance(config)])
-  t.teardown(() => Promise.all([a.app.close(), b.app.close()]))
+  const [a, b] = await Promise.all([startInstance(t, config), startInstance(t, config)])
   t.equal((await notify(a.url, { data: 1 })).status, 202)
   t.equal((await notify(b.url, { data: 2 })).status, 202)
   t.equal((await notify(a.url, { data: 3 })).status, 202)
   const over = await notify(b.url, { data: 4 })
   t.equal(over.status, 429, 'the fourth publish, on the other instance, is over the shared limit')
 
-  const { app: solo, url: soloUrl } = await startInstance({ REDIS_URL: `redis://127.0.0.1:${await unusedPort()}`, RATE_LIMIT_PUBLISH: 1, REDIS_CONNECT_TIMEOUT_MS: 100 })
-  t.teardown(() => solo.close())
+  const { url: soloUrl } = await startInstance(t, { REDIS_URL: `redis://127.0.0.1:${await unusedPort()}`, RATE_LIMIT_PUBLISH: 1, REDIS_CONNECT_TIMEOUT_MS: 100 })
   for (let i = 0; i < 3; i++) {
     const res = await notify(soloUrl, { data: i })
     t.equal(res.status, 202, 'Redis unreachable: publishes pass the limit rather than fail')
@@ -63,11 +57,9 @@ t.test('with Redis the limit counts across instances, and a Redis outage does no
 t.test('under pressure new streams and publishes get 503; open streams, /health and /metrics go on', async t => {
   const prefix = `up${Math.random().toString(36).slice(2, 8)}:`
   // Heap above 1 byte is always "pressure" once measured; the stream opens before the first sample.
-  const pressed = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: prefix, PRESSURE_MAX_HEAP_USED_BYTES: 1, PRESSURE_SAMPLE_INTERVAL_MS: 2000, HEARTBEAT_INTERVAL_MS: 200 })
-  const calm = await startInstance({ REDIS_URL: redis.url, REDIS_PREFIX: prefix })
-  t.teardown(() => Promise.all([pressed.app.close(), calm.app.close()]))
-  const open = await SseClient.open(`${pressed.url}/stream?topic=t`)
-  t.teardown(() => open.close())
+  const pressed = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: prefix, PRESSURE_MAX_HEAP_USED_BYTES: 1, PRESSURE_SAMPLE_INTERVAL_MS: 2000, HEARTBEAT_INTERVAL_MS: 200 })
+  const calm = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: prefix })
+  const open = await openStream(t, `${pressed.url}/stream?topic=t`)
   t.equal(open.status, 200)
   const deadline = Date.now() + 4000
   while (!pressed.app.isUnderPressure() && Date.now() < deadline) await sleep(50)
@@ -115,10 +107,8 @@ async function loris (url: string, head: string, drip: string, everyMs: number):
 }
 
 t.test('slow-loris clients are cut at HEADERS_TIMEOUT_MS / REQUEST_TIMEOUT_MS; streams are not', async t => {
-  const { app, url } = await startInstance({ HEADERS_TIMEOUT_MS: 1000, REQUEST_TIMEOUT_MS: 2000, HEARTBEAT_INTERVAL_MS: 300 })
-  t.teardown(() => app.close())
-  const observer = await SseClient.open(`${url}/stream?topic=t`)
-  t.teardown(() => observer.close())
+  const { app, url } = await startInstance(t, { HEADERS_TIMEOUT_MS: 1000, REQUEST_TIMEOUT_MS: 2000, HEARTBEAT_INTERVAL_MS: 300 })
+  const observer = await openStream(t, `${url}/stream?topic=t`)
   const start = Date.now()
   const heads = await Promise.all(Array.from({ length: 20 }, async () =>
     loris(url, 'GET /stream?topic=t HTTP/1.1\r\nHost: x\r\nX-Slow: ', 'abcdefgh', 100)))
@@ -144,7 +134,7 @@ t.test('slow-loris clients are cut at HEADERS_TIMEOUT_MS / REQUEST_TIMEOUT_MS; s
 })
 
 t.test('connections that never send a byte are closed at HEADERS_TIMEOUT_MS and do not hold up close()', async t => {
-  const { app, url } = await startInstance({ HEADERS_TIMEOUT_MS: 1000, REQUEST_TIMEOUT_MS: 2000 })
+  const { app, url } = await startInstance(t, { HEADERS_TIMEOUT_MS: 1000, REQUEST_TIMEOUT_MS: 2000 })
   const { port } = new URL(url)
   const start = Date.now()
   const silent = await Promise.all(Array.from({ length: 10 }, async () => {
@@ -157,13 +147,12 @@ t.test('connections that never send a byte are closed at HEADERS_TIMEOUT_MS and 
   t.teardown(() => silent.forEach(s => s.destroy()))
   const closed = await Promise.all(silent.map(async s => await new Promise<number>(resolve => s.once('close', () => resolve(Date.now() - start)))))
   for (const ms of closed) t.ok(ms >= 900 && ms <= 3000, `closed after ${ms} ms`)
-  const c = await SseClient.open(`${url}/stream?topic=t`)
-  t.teardown(() => c.close())
+  const c = await openStream(t, `${url}/stream?topic=t`)
   t.equal(c.status, 200, 'a stream that opens right away is not affected')
   await sleep(1500)
   t.notOk(c.ended)
 
-  const { app: other, url: otherUrl } = await startInstance()
+  const { app: other, url: otherUrl } = await startInstance(t)
   const idle = connect(Number(new URL(otherUrl).port), '127.0.0.1')
   idle.on('error', () => {})
   await new Promise<void>(resolve => idle.once('connect', resolve))

@@ -1,12 +1,10 @@
 // The metrics: streams, publishes, deliveries and requests, as /metrics shows them.
 import t from 'tap'
-import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { notify, openStream, startInstance } from '../helpers/instance.js'
 
 t.test('metrics count streams, publishes, deliveries and requests', async t => {
-  const { app, url } = await startInstance()
-  t.teardown(() => app.close())
-  const c = await SseClient.open(`${url}/stream?topic=m`)
-  t.teardown(() => c.close())
+  const { url } = await startInstance(t)
+  const c = await openStream(t, `${url}/stream?topic=m`)
   await notify(url, { topic: 'm', data: 1 })
   await c.untilEvents(1)
   const text = await (await fetch(`${url}/metrics`)).text()

@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { notify, openStream, startInstance } from '../helpers/instance.js'
 import { startServer } from '../helpers/process.js'
 import { freePort, TestRedis } from '../helpers/redis.js'
 
@@ -25,12 +25,10 @@ function logSink (level = 'info'): { lines: Array<{ level: number, msg: string }
 
 async function fansOut (t: Test, url: string): Promise<void> {
   const prefix = `u${Math.random().toString(36).slice(2, 8)}:`
-  const a = await startInstance({ REDIS_URL: url, REDIS_PREFIX: prefix })
-  const b = await startInstance({ REDIS_URL: url, REDIS_PREFIX: prefix })
-  t.teardown(async () => { await a.app.close(); await b.app.close() })
+  const a = await startInstance(t, { REDIS_URL: url, REDIS_PREFIX: prefix })
+  const b = await startInstance(t, { REDIS_URL: url, REDIS_PREFIX: prefix })
   t.match(await (await fetch(`${a.url}/health`)).json(), { status: 'ok', redis: { connected: true } })
-  const c = await SseClient.open(`${b.url}/stream?topic=u`)
-  t.teardown(() => c.close())
+  const c = await openStream(t, `${b.url}/stream?topic=u`)
   const res = await notify(a.url, { topic: 'u', data: 'across' })
   t.equal(res.body.fanout, 'cluster')
   await c.untilEvents(1)
@@ -38,8 +36,7 @@ async function fansOut (t: Test, url: string): Promise<void> {
 
 t.test('no REDIS_URL: single-instance mode with the documented warning', async t => {
   const log = logSink()
-  const a = await startInstance({}, log.logger)
-  t.teardown(() => a.app.close())
+  const a = await startInstance(t, {}, log.logger)
   t.ok(log.lines.some(l => l.level === 40 && l.msg === 'Redis not available - SSE will work in single-instance mode only'))
   t.match(await (await fetch(`${a.url}/health`)).json(), { status: 'ok', mode: 'single', redis: { configured: false, connected: false } })
 })
@@ -61,8 +58,7 @@ t.test('a wrong password: degraded, retrying, and the password never reaches the
   t.teardown(() => redis.stop())
   let log = ''
   const stream = new Writable({ write (chunk, _e, done) { log += String(chunk); done() } })
-  const a = await startInstance({ REDIS_URL: `redis://:wrong-pass-value@127.0.0.1:${redis.port}`, REDIS_PREFIX: 'w:' }, { level: 'debug', stream })
-  t.teardown(() => a.app.close())
+  const a = await startInstance(t, { REDIS_URL: `redis://:wrong-pass-value@127.0.0.1:${redis.port}`, REDIS_PREFIX: 'w:' }, { level: 'debug', stream })
   t.match(await (await fetch(`${a.url}/health`)).json(), { status: 'degraded' })
   t.notOk(log.includes('wrong-pass-value'), 'no password in the log')
   t.match(log, /Redis unreachable at start/)
@@ -84,8 +80,7 @@ t.test('rediss:// (TLS), as ElastiCache and Azure use, on the real server proces
   const b = await startServer(env)
   t.teardown(() => { a.child.kill('SIGKILL'); b.child.kill('SIGKILL') })
   t.match(await (await fetch(`${a.url}/health`)).json(), { status: 'ok', mode: 'cluster', redis: { connected: true } })
-  const c = await SseClient.open(`${b.url}/stream?topic=tls`)
-  t.teardown(() => c.close())
+  const c = await openStream(t, `${b.url}/stream?topic=tls`)
   t.equal((await notify(a.url, { topic: 'tls', data: 'over tls' })).body.fanout, 'cluster')
   await c.untilEvents(1)
   t.equal(c.events[0].data, 'over tls')
@@ -96,7 +91,7 @@ t.test('a REDIS_URL password never reaches the log', async t => {
   const sink = logSink('trace')
   const password = 'redis-password-never-logged'
   const port = await freePort()
-  const { app } = await startInstance({ REDIS_URL: `redis://user:${password}@127.0.0.1:${port}`, REDIS_CONNECT_TIMEOUT_MS: 200, LOG_LEVEL: 'trace' }, sink.logger)
+  const { app } = await startInstance(t, { REDIS_URL: `redis://user:${password}@127.0.0.1:${port}`, REDIS_CONNECT_TIMEOUT_MS: 200, LOG_LEVEL: 'trace' }, sink.logger)
   await new Promise(resolve => setTimeout(resolve, 500))
   await app.close()
   const log = sink.text()

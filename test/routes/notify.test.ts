@@ -1,14 +1,12 @@
 // POST /notify: delivery of one event, a broadcast, a batch; refusals that publish nothing.
 import t from 'tap'
-import { notify, SseClient, startInstance } from '../helpers/instance.js'
+import { notify, openStream, startInstance } from '../helpers/instance.js'
 
 t.test('POST /notify reaches subscribers of its topic, broadcasts reach all', async t => {
-  const { app, url } = await startInstance()
-  t.teardown(() => app.close())
-  const orders = await SseClient.open(`${url}/stream?topic=orders`)
-  const both = await SseClient.open(`${url}/stream?topic=orders&topic=users`)
-  const users = await SseClient.open(`${url}/stream?topic=users`)
-  t.teardown(() => { orders.close(); both.close(); users.close() })
+  const { url } = await startInstance(t)
+  const orders = await openStream(t, `${url}/stream?topic=orders`)
+  const both = await openStream(t, `${url}/stream?topic=orders&topic=users`)
+  const users = await openStream(t, `${url}/stream?topic=users`)
 
   const one = await notify(url, { topic: 'orders', event: 'created', data: { id: 42 } })
   t.equal(one.status, 202)
@@ -31,10 +29,8 @@ t.test('POST /notify reaches subscribers of its topic, broadcasts reach all', as
 })
 
 t.test('a batch is published in order and answered with every id', async t => {
-  const { app, url } = await startInstance()
-  t.teardown(() => app.close())
-  const c = await SseClient.open(`${url}/stream?topic=t`)
-  t.teardown(() => c.close())
+  const { url } = await startInstance(t)
+  const c = await openStream(t, `${url}/stream?topic=t`)
   const batch = Array.from({ length: 50 }, (_, i) => ({ topic: 't', data: i }))
   const res = await notify(url, batch)
   t.equal(res.status, 202)
@@ -46,10 +42,8 @@ t.test('a batch is published in order and answered with every id', async t => {
 })
 
 t.test('bad requests get 400/413/415 naming the problem, and publish nothing', async t => {
-  const { app, url } = await startInstance({ BODY_LIMIT_BYTES: 2048, MAX_BATCH: 3 })
-  t.teardown(() => app.close())
-  const c = await SseClient.open(`${url}/stream?topic=t`)
-  t.teardown(() => c.close())
+  const { url } = await startInstance(t, { BODY_LIMIT_BYTES: 2048, MAX_BATCH: 3 })
+  const c = await openStream(t, `${url}/stream?topic=t`)
   const cases: Array<[unknown, number, RegExp]> = [
     [{ topic: 't' }, 400, /body must have the property 'data'/],
     [{ topic: 't', data: 1, extra: true }, 400, /unknown property 'extra'/],
