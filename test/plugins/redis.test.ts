@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { notify, openStream, startInstance } from '../helpers/instance.js'
+import { redactUrl } from '../../plugins/redis.js'
 import { startServer } from '../helpers/process.js'
 import { freePort, TestRedis } from '../helpers/redis.js'
 
@@ -97,4 +98,12 @@ t.test('a REDIS_URL password never reaches the log', async t => {
   const log = sink.text()
   t.match(log, /127\.0\.0\.1/, 'the Redis address is logged')
   t.notOk(log.includes(password), 'its password is not')
+})
+
+t.test('redactUrl hides the password and keeps the rest', async t => {
+  t.equal(redactUrl('redis://app:s3cret@cache.example:6380/2'), 'redis://app:***@cache.example:6380/2')
+  t.equal(redactUrl('rediss://:p%40ss@cache.example:6379'), 'rediss://:***@cache.example:6379')
+  t.equal(redactUrl('redis://cache.example:6379'), 'redis://cache.example:6379', 'nothing to hide')
+  t.equal(redactUrl('redis://user@cache.example'), 'redis://user@cache.example', 'a user alone is not a secret')
+  t.equal(redactUrl('not a url s3cret'), '(unparsable REDIS_URL)', 'what cannot be parsed is not logged at all')
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { encodeBody, encodeComment, encodeFrame, encodePreamble } from '../../src/frame.js'
+import { encodeBody, encodeComment, encodeFrame, encodeHeartbeat, encodePreamble, encodeReset, encodeStreamHead } from '../../src/frame.js'
 
 t.test('a string payload is sent as-is, one data: line per line', async t => {
   t.equal(encodeBody('created', 'a\nb\r\nc\rd'), 'event: created\ndata: a\ndata: b\ndata: c\ndata: d\n\n')
@@ -39,4 +39,33 @@ t.test('a frame without id has no id line (not resumable)', async t => {
 t.test('comments and preamble', async t => {
   t.equal(encodeComment('hb\nx').toString(), ': hb x\n\n')
   t.equal(encodePreamble(1500).toString(), 'retry: 1500\n: connected\n\n')
+})
+
+t.test('heartbeat: a comment, or an empty event of the configured name with no id', async t => {
+  t.equal(encodeHeartbeat('').toString(), ': heartbeat\n\n')
+  t.equal(encodeHeartbeat('ping').toString(), 'event: ping\ndata: \n\n', 'no id line: it does not move Last-Event-ID')
+})
+
+t.test('reset: the reason as JSON data; with an id, the position it moves the client to', async t => {
+  t.equal(encodeReset(null, 'history').toString(), 'event: reset\ndata: {"reason":"history"}\n\n')
+  t.equal(encodeReset('5-1', 'history-unavailable').toString(), 'id: 5-1\nevent: reset\ndata: {"reason":"history-unavailable"}\n\n')
+})
+
+t.test('stream head: a 200 with the SSE headers and the other plugins\' headers, delimited by the connection\'s end', async t => {
+  const head = encodeStreamHead({ 'access-control-allow-origin': 'https://app.example', vary: ['Origin', 'Accept'], 'x-count': 3, skipped: undefined })
+  t.ok(head.startsWith('HTTP/1.1 200 OK\r\n'))
+  t.ok(head.endsWith('\r\n\r\n'))
+  t.equal(head.indexOf('\r\n\r\n'), head.length - 4, 'one blank line: the end of the head')
+  const lines = head.slice(0, -4).split('\r\n').slice(1)
+  t.same(lines, [
+    'access-control-allow-origin: https://app.example',
+    'vary: Origin',
+    'vary: Accept',
+    'x-count: 3',
+    'content-type: text/event-stream',
+    'cache-control: no-cache',
+    'x-accel-buffering: no',
+    'connection: close'
+  ], 'a list is one line per value; an undefined header is left out')
+  t.notMatch(head, /content-length|transfer-encoding/i, 'no length and no chunking: the body is the stream')
 })
