@@ -2,7 +2,7 @@
 // heartbeat timer, and the end of open streams at shutdown.
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Bus } from '../src/bus/bus.js'
+import type { Bus, BusListener } from '../src/bus/bus.js'
 import { LocalBus } from '../src/bus/local-bus.js'
 import { encodeHeartbeat } from '../src/frame.js'
 import { Hub } from '../src/hub.js'
@@ -17,13 +17,26 @@ declare module 'fastify' {
 
 async function fanout (fastify: FastifyInstance): Promise<void> {
   const cfg = fastify.config
-  const hub = new Hub({ bufferBytes: cfg.CLIENT_BUFFER_BYTES })
-  const deliver = hub.deliver.bind(hub)
-  let bus: Bus
-  if (fastify.redis === null) {
-    bus = new LocalBus({ historySize: cfg.HISTORY_SIZE, historyTtlMs: cfg.HISTORY_TTL_MS, deliver })
-  } else {
-    bus = new RedisBus({
+  // The hub asks the bus to subscribe to what its clients read; the bus answers through
+  // the listener. Each is made knowing the other's interface only.
+  const hub: Hub = new Hub({
+    bufferBytes: cfg.CLIENT_BUFFER_BYTES,
+    watch: log => bus.watch(log),
+    unwatch: log => bus.unwatch(log)
+  })
+  const listener: BusListener = {
+    deliver: hub.deliver.bind(hub),
+    advance: hub.advance.bind(hub),
+    head: hub.head.bind(hub),
+    ready: hub.ready.bind(hub),
+    lost: log => {
+      fastify.log.warn({ topic: log }, 'events of a topic were missed and are no longer in history: ending its streams so clients resume and get a reset')
+      hub.closeLog(log)
+    }
+  }
+  const bus: Bus = fastify.redis === null
+    ? new LocalBus({ historySize: cfg.HISTORY_SIZE, historyTtlMs: cfg.HISTORY_TTL_MS, listener })
+    : new RedisBus({
       pub: fastify.redis.pub,
       sub: fastify.redis.sub,
       prefix: cfg.REDIS_PREFIX,
@@ -32,16 +45,10 @@ async function fanout (fastify: FastifyInstance): Promise<void> {
       historySize: cfg.HISTORY_SIZE,
       historyTtlMs: cfg.HISTORY_TTL_MS,
       rejectWhenDegraded: cfg.PUBLISH_WHEN_DEGRADED === 'reject',
-      deliver,
-      wants: topics => hub.wants(topics),
-      topics: () => hub.topics(),
-      onGap: () => {
-        fastify.log.warn('Redis outage outlasted the history: ending streams so clients resume and get a reset')
-        hub.closeAll()
-      },
+      listener,
+      logs: () => hub.logs(),
       onError: (err, what) => fastify.log.warn({ err: err.message }, `Redis ${what} failed`)
     })
-  }
   const heartbeat = encodeHeartbeat(cfg.HEARTBEAT_EVENT)
   const timer = setInterval(() => hub.heartbeat(heartbeat), cfg.HEARTBEAT_INTERVAL_MS).unref()
 

@@ -8,7 +8,9 @@ export default async function healthRoute (fastify: FastifyInstance): Promise<vo
     return {
       status: configured && !connected ? 'degraded' : 'ok',
       mode: configured ? 'cluster' : 'single',
-      redis: { configured, connected },
+      redis: configured
+        ? { configured, connected, mode: fastify.redis!.mode, masters: fastify.redis!.nodes() }
+        : { configured, connected },
       instanceId: fastify.instanceId,
       clients: fastify.hub.size
     }

@@ -1,6 +1,6 @@
 // GET /stream: one SSE stream for one or more topics, plus broadcasts.
 import type { FastifyInstance } from 'fastify'
-import { isEventId } from '../src/event-id.js'
+import { decodeCursor, streamLogs } from '../src/cursor.js'
 import { atExpiry } from '../src/expiry.js'
 import { encodeComment, encodePreamble, encodeStreamHead } from '../src/frame.js'
 import { Client } from '../src/hub.js'
@@ -31,7 +31,8 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
     let lastId = request.headers['last-event-id'] ?? query.lastEventId
     if (Array.isArray(lastId)) lastId = lastId[0]
     if (lastId === '') lastId = undefined
-    if (lastId !== undefined && !isEventId(lastId)) {
+    const positions = lastId === undefined ? null : decodeCursor(lastId, streamLogs(topics).length)
+    if (positions === null && lastId !== undefined) {
       return reply.code(400).send(errorBody(400, 'Last-Event-ID (or lastEventId) must be an id this service sent, like 1732600000000-0'))
     }
     const denied = fastify.checkTopics(request, 'subscribe', topics)
@@ -45,18 +46,18 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
     reply.hijack()
     const socket = request.raw.socket as DrainableSink & typeof request.raw.socket
     socket.setNoDelay(true)
-    socket.write(encodeStreamHead(reply.getHeaders()))
-    socket.write(preamble)
-    const client = new Client(socket, topics)
+    // The head goes out once the stream's topics are subscribed: from then on nothing is missed.
+    const opening = Buffer.concat([Buffer.from(encodeStreamHead(reply.getHeaders()), 'latin1'), preamble])
+    const client = new Client(socket, topics, opening)
     socket.on('close', () => hub.remove(client))
     const expiresAt = request.access?.expiresAt ?? null
     // The stream ends with its token; the client reconnects with a fresh one and resumes.
     if (expiresAt !== null) socket.on('close', atExpiry(expiresAt, () => hub.close(client, tokenExpired)))
-    if (lastId === undefined) {
+    if (positions === null) {
       hub.add(client)
       return
     }
-    const failure = await resume(hub, bus, client, socket, lastId)
+    const failure = await resume(hub, bus, client, socket, positions)
     if (failure !== null) request.log.warn({ err: failure.message }, 'history unavailable: stream goes live without replay')
   })
 }

@@ -9,6 +9,8 @@ export const configSchema = Type.Object({
   HOST: Type.String({ minLength: 1, default: '0.0.0.0', description: 'Address to listen on' }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', description: 'pino log level' }),
   REDIS_URL: Type.String({ pattern: '^(rediss?://.+)?$', default: '', description: 'redis:// or rediss:// URL, optional user:password@; empty = single-instance mode' }),
+  REDIS_MODE: Type.Enum(['auto', 'standalone', 'cluster'], { default: 'auto', description: 'One Redis or a Redis Cluster; auto asks the server at connect (cluster_enabled)' }),
+  REDIS_CLUSTER_NODES: Type.String({ pattern: '^([^,\\s]+:\\d{1,5})?(,[^,\\s]+:\\d{1,5})*$', default: '', description: 'More cluster seed nodes besides REDIS_URL\'s, host:port comma-separated (implies cluster mode)' }),
   REDIS_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', default: 'sse:', description: 'Prefix of every Redis key and channel' }),
   REDIS_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 1000, description: 'How long the start waits for Redis before going on degraded' }),
   PUBLISH_WHEN_DEGRADED: Type.Enum(['local', 'reject'], { default: 'local', description: 'Redis down: deliver on this instance only (local) or answer 503 (reject)' }),

@@ -43,12 +43,13 @@ export function encodeHeartbeat (eventName: string): Buffer {
 }
 
 /**
- * The gap signal: history cannot cover the client's position. With `last`, its id line
- * moves the client's position there, so it does not ask for the same gap again.
+ * The gap signal: history cannot cover the client's position in `topic` (null: the
+ * broadcasts, or every log when history could not be read). With an id, it moves the
+ * client's cursor past the gap, so it does not ask for the same gap again.
  */
-export function encodeReset (last: string | null, reason: string): Buffer {
-  const id = last === null ? '' : `id: ${last}\n`
-  return Buffer.from(`${id}event: reset\ndata: ${JSON.stringify({ reason })}\n\n`)
+export function encodeReset (id: string | null, reason: string, topic: string | null): Buffer {
+  const data = topic === null ? { reason } : { reason, topic }
+  return Buffer.from(`${id === null ? '' : `id: ${id}\n`}event: reset\ndata: ${JSON.stringify(data)}\n\n`)
 }
 
 /**

@@ -1,4 +1,8 @@
-// Local clients and the topic index. Knows nothing of HTTP: a client writes to a Sink.
+// Local clients, grouped by the set of logs they read. Knows nothing of HTTP: a client
+// writes to a Sink. Clients of one group share every frame: their cursors are the same
+// (this instance's newest position in each of their logs), so an event is encoded once
+// per group, not once per client.
+import { encodeCursor, streamLogs } from './cursor.js'
 import { compareIds } from './event-id.js'
 
 /** What the hub needs of a socket (node's ServerResponse or net.Socket fit). */
@@ -9,52 +13,95 @@ export interface Sink {
   destroy (): void
 }
 
-/** One event as the hub delivers it: `topics` null is a broadcast. */
+/** One event as it arrives on one of its logs. */
 export interface Delivery {
-  id: string | null
+  /** The topic it came through, or BROADCAST. */
+  log: string
+  /** Its position in that log; null for an event delivered on this instance only (no id). */
+  position: string | null
+  /** Shared by the copies of an event published to several topics; null otherwise. */
+  uid: string | null
+  /** All its topics; null for a broadcast. */
   topics: string[] | null
-  frame: Buffer
+  /**
+   * For a copy of an event of several topics: its positions in the logs of its topics
+   * that sort before this one (they were written first), joined by ','; else null.
+   */
+  priors: string | null
+  /** The frame after its id line: `event:` and `data:` lines and the blank line. */
+  body: Buffer
+}
+
+/** Clients reading the same logs: one cursor, one frame per event. */
+export class Group {
+  readonly key: string
+  readonly logs: string[]
+  readonly clients = new Set<Client>()
+
+  constructor (key: string, logs: string[]) {
+    this.key = key
+    this.logs = logs
+  }
+
+  /** The log through which an event of several topics reaches this group: its first one. */
+  entry (topics: string[]): string | null {
+    for (const log of this.logs) if (topics.includes(log)) return log
+    return null
+  }
 }
 
 export class Client {
   readonly topics: string[]
   readonly sink: Sink
-  /** Deliveries held back while the client's history is replayed; null once live. */
-  pending: Delivery[] | null = null
-  pendingBytes = 0
-  /** After a replay: skip live events up to this id (they were replayed already). */
-  after: string | null = null
+  /** Set when the hub adds the client. */
+  group: Group | null = null
+  /** Deliveries held back while the client replays or waits for its logs; null after. */
+  held: Delivery[] | null = null
+  heldBytes = 0
+  /** A new client (no Last-Event-ID) that goes live as soon as its logs are ready. */
+  waiting = false
+  /**
+   * Its own position in each log of its group, while it differs from the group's: held,
+   * or live but ahead of this instance (it came from an instance that was ahead).
+   */
+  cursor: Array<string | null> | null = null
+  /** Events of several topics its replay got through another log than its group's entry. */
+  replayed: Set<string> | null = null
   /** Frames delivered in this event-loop turn, written together at its end. */
   queue: Buffer[] = []
   queuedBytes = 0
-  /** Last multi-topic delivery this client got, so one event reaches it once. */
-  stamp = 0
   /** Nothing written since the last heartbeat tick. */
   idle = true
   closed = false
+  /** The stream's first bytes, written once it is live or replaying: a client that sees them open can rely on getting what is published after. */
+  opening: Buffer | null
 
-  constructor (sink: Sink, topics: string[]) {
+  constructor (sink: Sink, topics: string[], opening: Buffer | null = null) {
     this.sink = sink
     this.topics = topics
+    this.opening = opening
   }
 }
 
 export interface HubOptions {
   /** A client whose unsent bytes exceed this is disconnected. */
   bufferBytes: number
-}
-
-function sameFrames (a: Buffer[], b: Buffer[]): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
+  /** A log got its first reader on this instance: subscribe to it (then call `ready`). */
+  watch: (log: string) => void
+  /** A log lost its last reader on this instance. */
+  unwatch: (log: string) => void
 }
 
 export class Hub {
   readonly clients = new Set<Client>()
-  private readonly index = new Map<string, Set<Client>>()
-  private readonly bufferBytes: number
-  private stamp = 0
+  private readonly groups = new Map<string, Group>()
+  /** log -> the groups that read it (BROADCAST: every group). */
+  private readonly index = new Map<string, Set<Group>>()
+  /** log -> this instance's newest position in it (absent: none yet). */
+  private readonly heads = new Map<string, string>()
+  /** Logs subscribed and with a known head; clients of other logs wait. */
+  private readonly readyLogs = new Set<string>()
+  private readonly opts: HubOptions
   /** Clients with queued frames, flushed once per event-loop turn. */
   private dirty: Client[] = []
   private flushScheduled = false
@@ -65,102 +112,189 @@ export class Hub {
   replayed = 0
 
   constructor (opts: HubOptions) {
-    this.bufferBytes = opts.bufferBytes
+    this.opts = opts
   }
 
   get size (): number {
     return this.clients.size
   }
 
-  /** Adds a client; with `replaying`, deliveries wait until `goLive`. */
-  add (client: Client, replaying = false): void {
-    if (replaying) client.pending = []
-    this.clients.add(client)
-    for (const topic of client.topics) {
-      let set = this.index.get(topic)
-      if (set === undefined) {
-        set = new Set()
-        this.index.set(topic, set)
+  /** The logs with at least one local reader. */
+  logs (): string[] {
+    return [...this.index.keys()]
+  }
+
+  /** This instance's newest position in `log`, null when it has none. */
+  head (log: string): string | null {
+    return this.heads.get(log) ?? null
+  }
+
+  /** The logs of the client's group, in cursor order. */
+  logsOf (client: Client): string[] {
+    return client.group?.logs ?? streamLogs(client.topics)
+  }
+
+  /**
+   * Adds a client. Live at once when every log it reads is ready; else (or with
+   * `held`) its deliveries wait until `goLive`, or until its logs are ready.
+   */
+  add (client: Client, held = false): void {
+    const logs = streamLogs(client.topics)
+    const key = logs.join(',')
+    let group = this.groups.get(key)
+    if (group === undefined) {
+      group = new Group(key, logs)
+      this.groups.set(key, group)
+      for (const log of logs) {
+        let set = this.index.get(log)
+        if (set === undefined) {
+          set = new Set()
+          this.index.set(log, set)
+          this.opts.watch(log)
+        }
+        set.add(group)
       }
-      set.add(client)
     }
+    client.group = group
+    group.clients.add(client)
+    this.clients.add(client)
+    const waiting = logs.some(log => !this.readyLogs.has(log))
+    if (held || waiting) {
+      client.held = []
+      client.cursor = logs.map(log => this.heads.get(log) ?? null)
+      client.waiting = !held
+    }
+    if (!client.waiting) this.open(client)
+  }
+
+  private open (client: Client): void {
+    if (client.opening === null) return
+    client.sink.write(client.opening)
+    client.opening = null
   }
 
   /** Forgets a client whose socket is gone; nothing more is written to it. */
   remove (client: Client): void {
     client.closed = true
     if (!this.clients.delete(client)) return
-    client.pending = null
-    for (const topic of client.topics) {
-      const set = this.index.get(topic)
+    client.held = null
+    const group = client.group
+    if (group === null) return
+    group.clients.delete(client)
+    if (group.clients.size > 0) return
+    this.groups.delete(group.key)
+    for (const log of group.logs) {
+      const set = this.index.get(log)
       if (set === undefined) continue
-      set.delete(client)
-      if (set.size === 0) this.index.delete(topic)
+      set.delete(group)
+      if (set.size === 0) {
+        this.index.delete(log)
+        this.readyLogs.delete(log)
+        this.heads.delete(log)
+        this.opts.unwatch(log)
+      }
     }
   }
 
-  /** Whether any client would get an event of `topics` (null: a broadcast). */
-  wants (topics: string[] | null): boolean {
-    if (this.clients.size === 0) return false
-    if (topics === null) return true
-    for (const topic of topics) if (this.index.has(topic)) return true
-    return false
+  /**
+   * The bus subscribed to `log` and read its newest position (`head`; null: the log is
+   * empty; undefined: keep the one this instance has). Clients that waited for it go live.
+   */
+  ready (log: string, head: string | null | undefined): void {
+    if (!this.index.has(log)) return
+    if (head !== undefined) {
+      if (head === null) this.heads.delete(log)
+      else this.heads.set(log, head)
+    }
+    this.readyLogs.add(log)
+    for (const group of this.index.get(log)!) {
+      const i = group.logs.indexOf(log)
+      const all = group.logs.every(l => this.readyLogs.has(l))
+      for (const client of group.clients) {
+        if (!client.waiting || client.cursor === null) continue
+        // A new client starts at the head: what came before it is none of its business.
+        client.cursor[i] ??= this.heads.get(log) ?? null
+        if (all) {
+          client.waiting = false
+          this.goLive(client, client.cursor)
+        }
+      }
+    }
   }
 
-  /** Topics that have at least one local client. */
-  topics (): string[] {
-    return [...this.index.keys()]
+  /** An event of `log` that the clients already got moved on to `position`. */
+  advance (log: string, position: string): void {
+    if (this.index.has(log)) this.heads.set(log, position)
+  }
+
+  /** Whether `log` has readers here and is subscribed. */
+  isReady (log: string): boolean {
+    return this.readyLogs.has(log)
   }
 
   deliver (d: Delivery): void {
-    if (d.topics === null) {
-      for (const client of this.clients) this.send(client, d)
-    } else if (d.topics.length === 1) {
-      const set = this.index.get(d.topics[0])
-      if (set !== undefined) for (const client of set) this.send(client, d)
-    } else {
-      const stamp = ++this.stamp
-      for (const topic of d.topics) {
-        const set = this.index.get(topic)
-        if (set === undefined) continue
-        for (const client of set) {
-          if (client.stamp === stamp) continue
-          client.stamp = stamp
-          this.send(client, d)
+    const groups = this.index.get(d.log)
+    if (groups === undefined) return
+    if (d.position !== null) this.heads.set(d.log, d.position)
+    for (const group of groups) {
+      if (d.uid !== null && d.topics !== null && group.entry(d.topics) !== d.log) continue
+      let frame: Buffer | null = null
+      for (const client of group.clients) {
+        if (client.held !== null) {
+          this.hold(client, d)
+        } else if (client.cursor !== null) {
+          this.deliverOwn(client, d)
+          if (this.caughtUp(client)) this.settle(client)
+        } else if (d.uid === null || client.replayed === null || !client.replayed.delete(d.uid)) {
+          frame ??= this.frame(group.logs, null, d)
+          this.send(client, frame)
         }
       }
     }
   }
 
   /**
-   * Writes a replayed frame to a client that is still held back. Returns false when the
-   * socket wants a 'drain' first: a replay can be far larger than the send buffer.
+   * Writes a replayed event to a client that is still held back, moving its cursor.
+   * Returns false when the socket wants a 'drain' first: a replay can exceed the buffer.
    */
-  replay (client: Client, frame: Buffer): boolean {
+  replay (client: Client, d: Delivery, entryLater = false): boolean {
     if (client.closed) return true
+    this.moveCursor(client, d)
+    // Its copy through the group's entry log is yet to come: that one must not repeat it.
+    if (entryLater && d.uid !== null) (client.replayed ??= new Set()).add(d.uid)
     this.replayed++
     this.delivered++
+    client.idle = false
+    return client.sink.write(this.frame(this.logsOf(client), client.cursor, d))
+  }
+
+  /** Writes a frame to a held client as is (a reset). */
+  signal (client: Client, frame: Buffer): boolean {
+    if (client.closed) return true
     client.idle = false
     return client.sink.write(frame)
   }
 
   /**
-   * Ends the replay: from now on the client gets live events, but only those newer than
-   * `cursor`; events this instance has yet to receive may already have been replayed.
+   * Ends a client's catch-up at `cursor`: the held deliveries newer than it follow, then
+   * live ones. While this instance is behind the client in some log (the client comes
+   * from an instance that was ahead), it stays held until this one catches up.
    */
-  goLive (client: Client, cursor: string | null): void {
-    const pending = client.pending
-    client.pending = null
-    client.pendingBytes = 0
-    client.after = cursor
-    if (pending === null) return
-    for (const d of pending) this.send(client, d)
+  goLive (client: Client, cursor: Array<string | null>): void {
+    if (client.closed || client.held === null) return
+    this.open(client)
+    client.cursor = cursor
+    const held = client.held
+    client.held = null
+    client.heldBytes = 0
+    for (const d of held) this.deliverOwn(client, d)
+    if (this.caughtUp(client)) this.settle(client)
   }
 
   /** Writes `frame` to every live client that had nothing written since the last tick. */
   heartbeat (frame: Buffer): void {
     for (const client of this.clients) {
-      if (client.idle && client.pending === null && !client.closed) client.sink.write(frame)
+      if (client.idle && client.held === null && !client.closed) client.sink.write(frame)
       client.idle = true
     }
   }
@@ -170,6 +304,14 @@ export class Hub {
     if (client.closed) return
     this.remove(client)
     client.sink.end(last)
+  }
+
+  /** Ends the streams that read `log` (its history was lost here: they resume and learn it). */
+  closeLog (log: string): void {
+    this.flush()
+    const groups = this.index.get(log)
+    if (groups === undefined) return
+    for (const group of [...groups]) for (const client of [...group.clients]) this.close(client)
   }
 
   /** Ends every stream cleanly (shutdown); clients reconnect elsewhere and resume. */
@@ -183,7 +325,7 @@ export class Hub {
     this.flushScheduled = false
     const dirty = this.dirty
     this.dirty = []
-    // Clients of one topic got the same frames this turn: join them once, share the chunk.
+    // Clients of one group got the same frames this turn: join them once, share the chunk.
     let lastQueue: Buffer[] = []
     let lastChunk: Buffer | null = null
     for (const client of dirty) {
@@ -202,23 +344,63 @@ export class Hub {
         lastQueue = queue
         lastChunk = chunk
       }
-      if (!client.sink.write(chunk) && client.sink.writableLength > this.bufferBytes) {
+      if (!client.sink.write(chunk) && client.sink.writableLength > this.opts.bufferBytes) {
         this.disconnectSlow(client, queue.length)
       }
     }
   }
 
-  private send (client: Client, d: Delivery): void {
-    if (client.pending !== null) {
-      client.pending.push(d)
-      client.pendingBytes += d.frame.length
-      if (client.pendingBytes > this.bufferBytes) this.disconnectSlow(client, client.pending.length)
-      return
+  /** A delivery to a client with a cursor of its own: skipped when it had it already. */
+  private deliverOwn (client: Client, d: Delivery): void {
+    const logs = this.logsOf(client)
+    const i = logs.indexOf(d.log)
+    const mine = client.cursor![i]
+    if (d.position !== null && mine !== null && compareIds(d.position, mine) <= 0) return
+    this.moveCursor(client, d)
+    if (d.uid !== null && d.topics !== null && client.group!.entry(d.topics) !== d.log) return
+    if (d.uid !== null && client.replayed !== null && client.replayed.delete(d.uid)) return
+    this.send(client, this.frame(logs, client.cursor, d))
+  }
+
+  private hold (client: Client, d: Delivery): void {
+    client.held!.push(d)
+    client.heldBytes += d.body.length
+    if (client.heldBytes > this.opts.bufferBytes) this.disconnectSlow(client, client.held!.length)
+  }
+
+  /** Whether this instance's heads reach the client's own cursor in every log. */
+  private caughtUp (client: Client): boolean {
+    const logs = this.logsOf(client)
+    for (let i = 0; i < logs.length; i++) {
+      const mine = client.cursor![i]
+      if (mine === null) continue
+      const head = this.heads.get(logs[i])
+      if (head === undefined || compareIds(head, mine) < 0) return false
     }
-    if (client.after !== null && d.id !== null) {
-      if (compareIds(d.id, client.after) <= 0) return
-      client.after = null
-    }
+    return true
+  }
+
+  /** From now on the client shares its group's cursor and frames. */
+  private settle (client: Client): void {
+    client.cursor = null
+    if (client.replayed !== null && client.replayed.size === 0) client.replayed = null
+  }
+
+  private moveCursor (client: Client, d: Delivery): void {
+    if (d.position === null || client.cursor === null) return
+    const i = this.logsOf(client).indexOf(d.log)
+    if (i !== -1) client.cursor[i] = d.position
+  }
+
+  /** `id:` from `cursor` (null: this instance's heads), then the body; no id for a local-only event. */
+  private frame (logs: string[], cursor: Array<string | null> | null, d: Delivery): Buffer {
+    if (d.position === null) return d.body
+    const positions = cursor ?? logs.map(log => this.heads.get(log) ?? null)
+    const head = Buffer.from(`id: ${encodeCursor(positions)}\n`, 'latin1')
+    return Buffer.concat([head, d.body], head.length + d.body.length)
+  }
+
+  private send (client: Client, frame: Buffer): void {
     if (client.closed) return
     this.delivered++
     client.idle = false
@@ -229,8 +411,8 @@ export class Hub {
         setImmediate(this.flushNow)
       }
     }
-    client.queue.push(d.frame)
-    client.queuedBytes += d.frame.length
+    client.queue.push(frame)
+    client.queuedBytes += frame.length
   }
 
   /** Cuts off a client that does not keep up; `lost` frames were in flight to it. */
@@ -240,4 +422,10 @@ export class Hub {
     this.dropped += lost
     client.sink.destroy()
   }
+}
+
+function sameFrames (a: Buffer[], b: Buffer[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }

@@ -1,9 +1,10 @@
 // A stream that comes back with a Last-Event-ID: hold its live events, replay what it
-// missed from history (at the socket's pace), then send it the held events newer than that.
-import type { Bus } from './bus/bus.js'
+// missed from each of its logs (at the socket's pace), then let it go live from there.
+import type { Bus, LogHistory } from './bus/bus.js'
+import { BROADCAST, encodeCursor } from './cursor.js'
 import { compareIds } from './event-id.js'
 import { encodeReset } from './frame.js'
-import type { Client, Hub, Sink } from './hub.js'
+import type { Client, Delivery, Hub, Sink } from './hub.js'
 
 /** A socket a replay can wait on when its send buffer is full. */
 export interface DrainableSink extends Sink {
@@ -24,28 +25,76 @@ async function drained (sink: DrainableSink): Promise<void> {
   })
 }
 
+/** Each log's missed events in one sequence: each log's order kept, copies of one event once. */
+export function mergeHistories (histories: LogHistory[]): Delivery[] {
+  const all: Delivery[] = []
+  for (const h of histories) for (const d of h.events) all.push(d)
+  // Positions are "<ms>-<seq>" of the Redis (or local) clock: sorting by them keeps each
+  // log's order and interleaves the logs by time.
+  all.sort((a, b) => compareIds(a.position!, b.position!))
+  const seen = new Set<string>()
+  return all.filter(d => d.uid === null || (!seen.has(d.uid) && seen.add(d.uid) !== null))
+}
+
 /**
- * Adds `client` to the hub after replaying history after `lastId`. Resolves with the
- * error that kept history from being read (the client then gets a reset and goes live).
+ * Whether the client got a copy of an event of several topics through another log already:
+ * its copy in the entry log (written first) is at or before the client's position there.
  */
-export async function resume (hub: Hub, bus: Bus, client: Client, sink: DrainableSink, lastId: string): Promise<Error | null> {
+function hadIt (d: Delivery, logs: string[], entry: (topics: string[]) => string | null, from: Array<string | null>): boolean {
+  if (d.uid === null || d.topics === null || d.priors === null) return false
+  const first = entry(d.topics)
+  if (first === null || first === d.log) return false
+  const sorted = [...d.topics].sort()
+  const at = sorted.indexOf(first)
+  const position = d.priors.split(',')[at]
+  const mine = from[logs.indexOf(first)]
+  return position !== undefined && position !== '' && mine !== null && mine !== undefined && compareIds(position, mine) <= 0
+}
+
+/**
+ * Adds `client` to the hub after replaying its history after `positions` (one per log of
+ * the stream, as decodeCursor gives them). Resolves with the error that kept history from
+ * being read, if any: the client then gets a reset for each log and goes live.
+ */
+export async function resume (hub: Hub, bus: Bus, client: Client, sink: DrainableSink, positions: Array<string | undefined>): Promise<Error | null> {
   hub.add(client, true)
-  let cursor = lastId
-  let failure: Error | null = null
+  const logs = hub.logsOf(client)
+  const cursor: Array<string | null> = positions.map(p => p === undefined || p === '' ? null : p)
+  client.cursor = cursor
+  let histories: LogHistory[]
   try {
-    const { events, gap, last } = await bus.history(client.topics, lastId)
-    // A signal, not an event: written as is, not counted as a replayed delivery.
-    if (gap) sink.write(encodeReset(events.length === 0 ? last : null, 'history'))
-    for (const d of events) {
-      if (!hub.replay(client, d.frame)) await drained(sink)
-      if (client.closed) return null
-    }
-    if (events.length > 0) cursor = events[events.length - 1].id!
-    else if (gap && last !== null && compareIds(last, cursor) > 0) cursor = last
+    histories = await Promise.all(logs.map(async (log, i) => await bus.history(log, positions[i] === '' ? null : positions[i])))
   } catch (err) {
-    failure = err as Error
-    sink.write(encodeReset(null, 'history-unavailable'))
+    if (client.closed) return null
+    // Nothing can be said of what was missed: each log starts again from its newest event.
+    for (let i = 0; i < logs.length; i++) cursor[i] = hub.head(logs[i]) ?? cursor[i]
+    sink.write(encodeReset(encodeCursor(cursor), 'history-unavailable', null))
+    hub.goLive(client, cursor)
+    return err as Error
+  }
+  if (client.closed) return null
+  // A gap is signalled once per log, naming its topic, before what history still holds;
+  // with nothing after it, the reset's id moves the cursor past the gap.
+  for (let i = 0; i < logs.length; i++) {
+    const h = histories[i]
+    if (!h.gap) continue
+    let id: string | null = null
+    // Even when it is behind the client's position (history lost and begun again): the
+    // events after it must not be taken for ones the client has.
+    if (h.events.length === 0) {
+      cursor[i] = h.last
+      id = encodeCursor(cursor)
+    }
+    hub.signal(client, encodeReset(id, 'history', logs[i] === BROADCAST ? null : logs[i]))
+  }
+  const group = client.group!
+  const from = cursor.slice()
+  for (const d of mergeHistories(histories.map(h => ({ ...h, events: h.events.filter(d => !hadIt(d, logs, group.entry.bind(group), from)) })))) {
+    const entry = d.uid !== null && d.topics !== null ? group.entry(d.topics) : d.log
+    const entryLater = entry !== d.log && !histories[logs.indexOf(entry!)].events.some(e => e.uid === d.uid)
+    if (!hub.replay(client, d, entryLater)) await drained(sink)
+    if (client.closed) return null
   }
   hub.goLive(client, cursor)
-  return failure
+  return null
 }

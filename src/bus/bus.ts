@@ -1,5 +1,6 @@
-// The cluster link seen from the routes: publish, read history, and hand every event to
-// the hub in one order. LocalBus is the single-instance backend, RedisBus the cluster one.
+// The cluster link seen from the routes and the hub: publish, read a log's history, and
+// hand every event of the logs this instance reads to the hub, in each log's order.
+// LocalBus is the single-instance backend, RedisBus the cluster one.
 import type { Delivery } from '../hub.js'
 
 /** One event to publish: `topics` null is a broadcast; `body` is from encodeBody. */
@@ -9,17 +10,32 @@ export interface Outgoing {
 }
 
 export interface PublishResult {
-  /** One per event; null for an event delivered on this instance only (no id to resume from). */
+  /** One per event: its position in its first topic's log; null when delivered on this instance only. */
   ids: Array<string | null>
   fanout: 'cluster' | 'local'
 }
 
-export interface HistoryResult {
+/** What history holds of one log after a position. */
+export interface LogHistory {
+  /** The events after it, in the log's order. */
   events: Delivery[]
-  /** Some event after the requested id is no longer in history (or the id is unknown). */
+  /** History cannot cover the position: events may be missing before `events`. */
   gap: boolean
-  /** Newest id in the whole history: where a client told of a gap resumes from. */
+  /** The newest position in the log (null: none): where a client told of a gap resumes from. */
   last: string | null
+}
+
+/** What the bus tells the hub. */
+export interface BusListener {
+  deliver: (d: Delivery) => void
+  /** An event this instance delivered already (without an id, during an outage) got `position`. */
+  advance: (log: string, position: string) => void
+  /** This instance's newest position in `log`, null when it has none. */
+  head: (log: string) => string | null
+  /** Subscribed to `log`; `head` its newest position (null: empty; undefined: unchanged). */
+  ready: (log: string, head: string | null | undefined) => void
+  /** This instance missed events of `log` that history no longer has: its readers must resume. */
+  lost: (log: string) => void
 }
 
 export interface Bus {
@@ -29,7 +45,15 @@ export interface Bus {
   /** Events accepted during an outage, waiting to reach the other instances. */
   readonly queued: number
   publish (events: Outgoing[]): Promise<PublishResult>
-  history (topics: string[], after: string): Promise<HistoryResult>
+  /**
+   * `log` after `after`: a position, null (nothing seen: the log was empty when the reader
+   * started), or undefined (a position that cannot be trusted: always a gap).
+   */
+  history (log: string, after: string | null | undefined): Promise<LogHistory>
+  /** A log got its first local reader: subscribe, then tell the listener it is ready. */
+  watch (log: string): void
+  /** A log lost its last local reader. */
+  unwatch (log: string): void
   close (): Promise<void>
 }
 

@@ -1,14 +1,15 @@
-// The single-instance bus: ids from the local clock, history in memory, delivery at once.
+// The single-instance bus: positions from the local clock, history in memory, delivery
+// at once. An event of several topics is one entry in each topic's log, as with Redis.
+import { BROADCAST } from '../cursor.js'
 import { IdClock } from '../event-id.js'
-import { encodeFrame } from '../frame.js'
 import type { Delivery } from '../hub.js'
-import type { Bus, HistoryResult, Outgoing, PublishResult } from './bus.js'
+import type { Bus, BusListener, LogHistory, Outgoing, PublishResult } from './bus.js'
 import { MemoryHistory } from './memory-history.js'
 
 export interface LocalBusOptions {
   historySize: number
   historyTtlMs: number
-  deliver: (d: Delivery) => void
+  listener: BusListener
 }
 
 export class LocalBus implements Bus {
@@ -17,29 +18,44 @@ export class LocalBus implements Bus {
   readonly queued = 0
   private readonly clock = new IdClock()
   private readonly recent: MemoryHistory
-  private readonly deliver: (d: Delivery) => void
+  private readonly listener: BusListener
   private readonly sweeper: NodeJS.Timeout
 
   constructor (opts: LocalBusOptions) {
     this.recent = new MemoryHistory(opts.historySize, opts.historyTtlMs)
-    this.deliver = opts.deliver
+    this.listener = opts.listener
     this.sweeper = setInterval(() => this.recent.sweep(), 60_000).unref()
   }
 
   async publish (events: Outgoing[]): Promise<PublishResult> {
     const ids: string[] = []
     for (const e of events) {
-      const id = this.clock.next()
-      this.recent.append(id, e.topics, e.body)
-      this.deliver({ id, topics: e.topics, frame: encodeFrame(id, e.body) })
-      ids.push(id)
+      const position = this.clock.next()
+      const body = Buffer.from(e.body)
+      const logs = e.topics ?? [BROADCAST]
+      const uid = logs.length > 1 ? position : null
+      const sorted = [...logs].sort()
+      for (const log of logs) {
+        const before = sorted.indexOf(log)
+        const priors = uid === null ? null : new Array<string>(before).fill(position).join(',')
+        const d: Delivery = { log, position, uid, topics: e.topics, body, priors }
+        this.recent.append(d)
+        this.listener.deliver(d)
+      }
+      ids.push(position)
     }
     return { ids, fanout: 'local' }
   }
 
-  async history (topics: string[], after: string): Promise<HistoryResult> {
-    return this.recent.read(topics, after)
+  async history (log: string, after: string | null | undefined): Promise<LogHistory> {
+    return this.recent.read(log, after)
   }
+
+  watch (log: string): void {
+    this.listener.ready(log, this.recent.last(log))
+  }
+
+  unwatch (): void {}
 
   async close (): Promise<void> {
     clearInterval(this.sweeper)

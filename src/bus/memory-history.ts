@@ -1,70 +1,58 @@
-// Bounded per-topic history in memory, for single-instance mode. Same semantics as
-// the Redis Streams history: at most `size` events per topic, none older than `ttlMs`.
+// Bounded per-log history in memory, for single-instance mode. Same rules as the Redis
+// history: at most `size` events per log, none older than `ttlMs`, and a position covers a
+// resume only while it is still in its log (or was the last event trimmed from it).
 import { compareIds, idMillis } from '../event-id.js'
-import { encodeFrame } from '../frame.js'
-import type { HistoryResult } from './bus.js'
+import type { Delivery } from '../hub.js'
+import type { LogHistory } from './bus.js'
 
-interface Entry { id: string, topics: string[] | null, body: string }
-
-interface TopicLog {
-  entries: Entry[]
-  /** Newest id that was trimmed away; resuming from before it has a gap. */
+interface Log {
+  entries: Delivery[]
+  /** Newest position trimmed away: a resume from before it has a gap. */
   maxDeleted: string | null
   lastAdded: number
 }
 
-export const BROADCAST_LOG = ''
-
 export class MemoryHistory {
-  private readonly logs = new Map<string, TopicLog>()
+  private readonly logs = new Map<string, Log>()
   private readonly size: number
   private readonly ttlMs: number
-  lastId: string | null = null
 
   constructor (size: number, ttlMs: number) {
     this.size = size
     this.ttlMs = ttlMs
   }
 
-  append (id: string, topics: string[] | null, body: string, now = Date.now()): void {
-    const entry = { id, topics, body }
-    for (const name of topics ?? [BROADCAST_LOG]) {
-      let log = this.logs.get(name)
-      if (log === undefined) {
-        log = { entries: [], maxDeleted: null, lastAdded: now }
-        this.logs.set(name, log)
-      }
-      log.entries.push(entry)
-      log.lastAdded = now
-      if (log.entries.length > this.size) log.maxDeleted = log.entries.shift()!.id
-      this.expire(log, now)
+  /** Appends `d` (with its position) to its log. */
+  append (d: Delivery, now = Date.now()): void {
+    let log = this.logs.get(d.log)
+    if (log === undefined) {
+      log = { entries: [], maxDeleted: null, lastAdded: now }
+      this.logs.set(d.log, log)
     }
-    this.lastId = id
+    log.entries.push(d)
+    log.lastAdded = now
+    if (log.entries.length > this.size) log.maxDeleted = log.entries.shift()!.position
+    this.expire(log, now)
   }
 
-  /** Events of `topics` (and broadcasts) after `after`, in order, once each. */
-  read (topics: string[], after: string, now = Date.now()): HistoryResult {
-    if (this.lastId === null || compareIds(after, this.lastId) > 0) return { gap: true, events: [], last: this.lastId }
-    if (compareIds(after, this.lastId) === 0) return { gap: false, events: [], last: this.lastId }
-    let gap = false
-    const seen = new Map<string, Entry>()
-    for (const name of [BROADCAST_LOG, ...topics]) {
-      const log = this.logs.get(name)
-      if (log === undefined) continue
-      this.expire(log, now)
-      if (log.maxDeleted !== null && compareIds(log.maxDeleted, after) > 0) gap = true
-      for (const entry of log.entries) {
-        if (compareIds(entry.id, after) > 0) seen.set(entry.id, entry)
-      }
-    }
-    // A topic log dropped whole for age may have held events after `after`.
-    if (this.ttlMs > 0 && idMillis(after) < now - this.ttlMs) gap = true
-    const events = [...seen.values()].sort((a, b) => compareIds(a.id, b.id))
-    return {
-      gap,
-      last: this.lastId,
-      events: events.map(e => ({ id: e.id, topics: e.topics, frame: encodeFrame(e.id, e.body) }))
-    }
+  /** The newest position of `log`, null when it has none. */
+  last (log: string): string | null {
+    const entries = this.logs.get(log)?.entries
+    return entries === undefined || entries.length === 0 ? (this.logs.get(log)?.maxDeleted ?? null) : entries[entries.length - 1].position
+  }
+
+  read (name: string, after: string | null | undefined, now = Date.now()): LogHistory {
+    const log = this.logs.get(name)
+    if (log !== undefined) this.expire(log, now)
+    const last = this.last(name)
+    if (after === undefined) return { events: [], gap: true, last }
+    if (log === undefined) return { events: [], gap: after !== null, last }
+    if (after === null) return { events: log.entries.slice(), gap: log.maxDeleted !== null, last }
+    if (after === log.maxDeleted) return { events: log.entries.slice(), gap: false, last }
+    const at = log.entries.findIndex(e => e.position === after)
+    if (at !== -1) return { events: log.entries.slice(at + 1), gap: false, last }
+    // Not in the log: trimmed away, or from a log that was lost; what remains after it follows the reset.
+    return { events: log.entries.filter(e => compareIds(e.position!, after) > 0), gap: true, last }
   }
 
   /** Drops entries past their age, and logs idle for longer than the age. */
@@ -75,11 +63,11 @@ export class MemoryHistory {
     }
   }
 
-  private expire (log: TopicLog, now: number): void {
+  private expire (log: Log, now: number): void {
     if (this.ttlMs <= 0) return
     const cutoff = now - this.ttlMs
-    while (log.entries.length > 0 && idMillis(log.entries[0].id) < cutoff) {
-      log.maxDeleted = log.entries.shift()!.id
+    while (log.entries.length > 0 && idMillis(log.entries[0].position!) < cutoff) {
+      log.maxDeleted = log.entries.shift()!.position
     }
   }
 }

@@ -1,23 +1,27 @@
-// The cluster bus. One Lua script gives each event an id, appends it to the history
-// stream of each of its topics and publishes it, atomically: Redis runs scripts one at
-// a time, so the publish order is the id order on every instance. Every instance, the
-// publishing one included, delivers only what comes back through Pub/Sub, in that order.
-import type { Redis } from 'ioredis'
+// The cluster bus. Each topic is a log: a Redis Stream (its history) and a sharded
+// Pub/Sub channel of the same name, under one hash tag, so a publish is one script on the
+// topic's own master (a Redis Cluster) or on the one Redis. The script appends, takes
+// Redis's position for each event and publishes the records on the channel; every
+// instance, the publishing one included, delivers what comes back, in the log's order.
+// An instance subscribes only to the logs its clients read.
+import { randomBytes } from 'node:crypto'
+import type { Cluster, Redis } from 'ioredis'
+import { BROADCAST } from '../cursor.js'
 import { compareIds } from '../event-id.js'
-import { encodeFrame } from '../frame.js'
-import type { Delivery } from '../hub.js'
-import { DegradedError, type Bus, type HistoryResult, type Outgoing, type PublishResult } from './bus.js'
+import { DegradedError, type Bus, type BusListener, type LogHistory, type Outgoing, type PublishResult } from './bus.js'
 import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
-import { MessageReader, pack, parseHistory, type HistoryReply } from './redis-wire.js'
+import { keyLog, logKey, MessageReader, pack, parseHistory, type HistoryReply } from './redis-wire.js'
 
 interface BusCommands {
   ssePublish (key: string, ...args: Array<string | number | Buffer>): Promise<string[]>
   sseHistory (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
 }
 
+type Client = (Redis | Cluster) & BusCommands
+
 export interface RedisBusOptions {
-  pub: Redis
-  sub: Redis
+  pub: Redis | Cluster
+  sub: Redis | Cluster
   prefix: string
   /** Tags the events this instance delivered itself while Redis was down. */
   instanceId: string
@@ -27,62 +31,74 @@ export interface RedisBusOptions {
   rejectWhenDegraded: boolean
   /** Events accepted during an outage that wait for Redis; past it, publishes get 503. */
   outboxLimit: number
-  deliver: (d: Delivery) => void
-  /** Whether any local client would get an event of these topics (null: a broadcast). */
-  wants: (topics: string[] | null) => boolean
-  /** Topics with local clients: what to catch up on after an outage. */
-  topics: () => string[]
-  /** History no longer holds all that was missed: the clients must resume on their own. */
-  onGap: () => void
+  listener: BusListener
+  /** The logs local clients read: what to catch up on after an outage. */
+  logs: () => string[]
   onError: (err: Error, what: string) => void
 }
 
-interface Batch {
-  events: Outgoing[]
-  waiters: Array<{ start: number, count: number, resolve: (ids: string[]) => void, reject: (err: Error) => void }>
+/** One log this instance reads. */
+interface Watch {
+  /** Live messages held while its subscription or catch-up is under way; null when live. */
+  held: Buffer[] | null
+  /** Set while the log has no reader left, until it is given up. */
+  linger: NodeJS.Timeout | null
+  /** Bumped by every (re)subscription, so a stale one stops. */
+  generation: number
+  /** Its head was read once: from then on a reconnection catches up from the hub's head. */
+  subscribed: boolean
+  /** Its readers went live before it was subscribed, at this time (as a position). */
+  since: string | null
+  /** Positions the last history read delivered, which live messages may repeat. */
+  read: Set<string> | null
 }
 
-/** Events per script call, past which a turn's publishes go out as several calls. */
+interface Pending { event: Outgoing, waiter: Waiter, index: number }
+interface Waiter { ids: Array<string | null>, left: number, failed: Error | null, resolve: (ids: Array<string | null>) => void, reject: (err: Error) => void }
+
+/** Events per script call, past which a turn's publishes to one log go as several calls. */
 const CALL_EVENTS = 256
+/** How long a log without readers stays subscribed: reconnecting clients find it ready. */
+const LINGER_MS = 2000
+/** How long a new stream waits for its topics' subscription before it opens anyway. */
+const SUBSCRIBE_WAIT_MS = 2000
 
 export class RedisBus implements Bus {
   readonly mode = 'cluster' as const
   private readonly opts: RedisBusOptions
-  private readonly pub: Redis & BusCommands
-  private readonly channel: string
-  private readonly lastKey: string
-  /** Id of the newest event handed to the hub; later ones only, after a catch-up. */
-  private cursor: string | null = null
-  /** Before the first event, catch up from the start: clients may have come first. */
-  private readonly since = `${Date.now()}-0`
-  /** Live messages held while catching up from history. */
-  private held: Buffer[] | null = null
+  private readonly pub: Client
+  private readonly watches = new Map<string, Watch>()
   /** Events delivered here during an outage, to be published once Redis is back. */
   private readonly outbox: Outgoing[] = []
-  private flushing = false
-  /** Publishes waiting for the end of this event-loop turn. */
-  private batch: Batch | null = null
-  /** Batches of this turn already full, sent with the last one. */
-  private readonly full: Batch[] = []
-  private generation = 0
-  private closing = false
+  private draining = false
+  /** Publishes of this event-loop turn, in order. */
+  private turn: Pending[] | null = null
+  /** Turns that must go one after the other (they have events of several topics). */
+  private tail: Promise<void> = Promise.resolve()
+  private pending = 0
   private readonly reader = new MessageReader()
+  private readonly uidStem = randomBytes(4).toString('hex')
+  private uidCount = 0
+  private closing = false
   replayed = 0
 
   constructor (opts: RedisBusOptions) {
     this.opts = opts
-    this.pub = opts.pub as Redis & BusCommands
-    this.channel = opts.prefix + 'events'
-    this.lastKey = opts.prefix + 'last'
+    this.pub = opts.pub as Client
     this.pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
     this.pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
-    opts.sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.onMessage(message))
-    opts.sub.on('ready', () => { this.onSubReady().catch(err => opts.onError(err, 'subscribe')) })
-    opts.pub.on('ready', () => { this.flush() })
-    if (opts.sub.status === 'ready') this.onSubReady().catch(err => opts.onError(err, 'subscribe'))
+    opts.sub.on('smessageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message))
+    // A standalone subscriber comes back through 'ready'; a cluster's sharded subscribers
+    // resubscribe by themselves when a node returns ('+node'): both are when to catch up.
+    opts.sub.on('ready', () => this.resubscribeAll())
+    opts.sub.on('+node', () => this.scheduleCatchUp())
+    // Subscribing also reads history: it needs both connections.
+    opts.pub.on('ready', () => {
+      this.drainOutbox()
+      this.resubscribeAll()
+    })
   }
 
-  /** Events waiting for Redis to come back. */
   get queued (): number {
     return this.outbox.length
   }
@@ -93,60 +109,164 @@ export class RedisBus implements Bus {
     return { ids: await this.enqueue(events), fanout: 'cluster' }
   }
 
-  // Publishes of one event-loop turn go to Redis as one script call: one round trip, one
-  // Pub/Sub message for every instance to parse, whatever the number of publishers.
-  private async enqueue (events: Outgoing[]): Promise<string[]> {
-    return new Promise((resolve, reject) => {
-      let batch = this.batch
-      if (batch !== null && batch.events.length >= CALL_EVENTS) {
-        this.full.push(batch)
-        batch = null
-      }
-      if (batch === null) {
-        if (this.full.length === 0) setImmediate(this.sendBatch)
-        batch = { events: [], waiters: [] }
-        this.batch = batch
-      }
-      batch.waiters.push({ start: batch.events.length, count: events.length, resolve, reject })
-      for (const e of events) batch.events.push(e)
-    })
+  async history (log: string, after: string | null | undefined): Promise<LogHistory> {
+    const reply = await this.read(log, after ?? '', after === undefined ? 'head' : 'read')
+    return after === undefined ? { events: [], gap: true, last: reply.last } : reply
   }
 
-  // Several calls rather than one long one: Redis answers the first while the next runs,
-  // so the replies (and the publishers' next requests) overlap Redis's work.
-  private readonly sendBatch = (): void => {
-    const batches = this.full.splice(0)
-    if (this.batch !== null) batches.push(this.batch)
-    this.batch = null
-    for (const batch of batches) {
-      this.send(batch.events, '').then(
-        ids => { for (const w of batch.waiters) w.resolve(ids.slice(w.start, w.start + w.count)) },
-        err => { for (const w of batch.waiters) w.reject(err) }
-      )
+  watch (log: string): void {
+    const w = this.watches.get(log)
+    if (w !== undefined) {
+      if (w.linger !== null) clearTimeout(w.linger)
+      w.linger = null
+      if (w.held === null) this.opts.listener.ready(log, undefined)
+      return
     }
+    this.watches.set(log, { held: [], linger: null, generation: 0, subscribed: false, since: null, read: null })
+    // Redis down, or slow to answer: the log's readers go live on this instance's events
+    // alone, and the subscription, once made, brings the rest.
+    const sub = this.opts.sub as Redis
+    if (sub.status !== 'ready' || this.pub.status !== 'ready') this.openUnsubscribed(log)
+    else setTimeout(() => { if (this.watches.get(log)?.subscribed === false) this.openUnsubscribed(log) }, SUBSCRIBE_WAIT_MS).unref()
+    this.subscribe(log).catch(err => this.opts.onError(err, `subscribe to ${log}`))
   }
 
-  async history (topics: string[], after: string): Promise<HistoryResult> {
-    return this.read(topics, after, true)
+  // Its readers go live before the subscription: once made, it brings what was published
+  // since (a second early, for the clocks of this host and Redis).
+  private openUnsubscribed (log: string): void {
+    const w = this.watches.get(log)
+    if (w === undefined || w.since !== null) return
+    w.since = `${Date.now() - 1000}-0`
+    this.opts.listener.ready(log, undefined)
+  }
+
+  unwatch (log: string): void {
+    const w = this.watches.get(log)
+    if (w === undefined || w.linger !== null) return
+    w.linger = setTimeout(() => {
+      this.watches.delete(log)
+      const sub = this.opts.sub as Redis
+      if (sub.status === 'ready') sub.sunsubscribe(logKey(this.opts.prefix, log)).catch(() => {})
+    }, LINGER_MS).unref()
   }
 
   async close (): Promise<void> {
     this.closing = true
-    if (this.opts.sub.status === 'ready') await this.opts.sub.unsubscribe(this.channel).catch(() => {})
-    if (this.outbox.length > 0 && this.pub.status === 'ready' && !this.flushing) await this.drain().catch(() => {})
+    for (const w of this.watches.values()) if (w.linger !== null) clearTimeout(w.linger)
+    const sub = this.opts.sub as Redis
+    const channels = [...this.watches.keys()].map(log => logKey(this.opts.prefix, log))
+    this.watches.clear()
+    if (sub.status === 'ready') await Promise.all(channels.map(async c => await sub.sunsubscribe(c).catch(() => {})))
+    if (this.outbox.length > 0 && this.pub.status === 'ready' && !this.draining) await this.drain().catch(() => {})
     if (this.outbox.length > 0) {
       this.opts.onError(new Error(`${this.outbox.length} events accepted during the outage never reached the other instances`), 'shutdown')
     }
   }
 
-  private async send (events: Outgoing[], origin: string): Promise<string[]> {
-    return this.pub.ssePublish(this.lastKey, this.opts.prefix, this.opts.historySize, this.opts.historyTtlMs, this.channel, pack(events, origin))
+  // Publishes of one event-loop turn go to Redis as one script call per log: one round
+  // trip and one Pub/Sub message per log, whatever the number of publishers.
+  private async enqueue (events: Outgoing[]): Promise<Array<string | null>> {
+    return await new Promise((resolve, reject) => {
+      const waiter: Waiter = { ids: new Array(events.length).fill(null), left: events.length, failed: null, resolve, reject }
+      if (this.turn === null) {
+        this.turn = []
+        setImmediate(this.sendTurn)
+      }
+      for (let i = 0; i < events.length; i++) this.turn.push({ event: events[i], waiter, index: i })
+    })
   }
 
-  private async read (topics: string[], after: string, unknownIsGap: boolean): Promise<HistoryReply> {
-    const keys = [this.opts.prefix + 'b']
-    for (const t of topics) keys.push(this.opts.prefix + 't:' + t)
-    return parseHistory(await this.pub.sseHistory(this.lastKey, after, this.opts.historyTtlMs, unknownIsGap ? 1 : 0, ...keys))
+  private readonly sendTurn = (): void => {
+    const turn = this.turn!
+    this.turn = null
+    // An event of several topics is written to its logs one after the other, each copy
+    // carrying the positions of those before it (see Delivery.priors); a turn with one
+    // waits for the turns before it, and the turns after it wait for it, to keep each log's order.
+    const multi = turn.some(p => p.event.topics !== null && p.event.topics.length > 1)
+    if (!multi && this.pending === 0) {
+      this.sendSingles(turn)
+      return
+    }
+    this.pending++
+    this.tail = this.tail.then(async () => await this.sendInOrder(turn)).finally(() => { this.pending-- })
+  }
+
+  /** Events of one log each: one call per log (per CALL_EVENTS), all at once. */
+  private sendSingles (turn: Pending[]): void {
+    const byLog = new Map<string, Pending[]>()
+    for (const p of turn) {
+      const log = p.event.topics?.[0] ?? BROADCAST
+      let list = byLog.get(log)
+      if (list === undefined) byLog.set(log, list = [])
+      list.push(p)
+    }
+    for (const [log, list] of byLog) {
+      for (let from = 0; from < list.length; from += CALL_EVENTS) {
+        const part = list.slice(from, from + CALL_EVENTS)
+        this.send(log, part.map(p => ({ event: p.event, uid: '', priors: '' })), '').then(
+          ids => { for (let i = 0; i < part.length; i++) settle(part[i], ids[i], null) },
+          err => { for (const p of part) settle(p, null, err as Error) }
+        )
+      }
+    }
+  }
+
+  private async sendInOrder (turn: Pending[]): Promise<void> {
+    let run: Pending[] = []
+    const flushRun = async (): Promise<void> => {
+      const part = run
+      run = []
+      if (part.length === 0) return
+      const byLog = new Map<string, Pending[]>()
+      for (const p of part) {
+        const log = p.event.topics?.[0] ?? BROADCAST
+        let list = byLog.get(log)
+        if (list === undefined) byLog.set(log, list = [])
+        list.push(p)
+      }
+      await Promise.all([...byLog].map(async ([log, list]) => {
+        try {
+          const ids = await this.send(log, list.map(p => ({ event: p.event, uid: '', priors: '' })), '')
+          for (let i = 0; i < list.length; i++) settle(list[i], ids[i], null)
+        } catch (err) {
+          for (const p of list) settle(p, null, err as Error)
+        }
+      }))
+    }
+    for (const p of turn) {
+      const topics = p.event.topics
+      if (topics === null || topics.length === 1) {
+        run.push(p)
+        continue
+      }
+      await flushRun()
+      try {
+        settle(p, await this.sendCopies(p.event, ''), null)
+      } catch (err) {
+        settle(p, null, err as Error)
+      }
+    }
+    await flushRun()
+  }
+
+  /** The copies of an event of several topics, in their logs' order; its position in its first topic. */
+  private async sendCopies (event: Outgoing, origin: string): Promise<string> {
+    const uid = `${this.uidStem}.${(this.uidCount++).toString(36)}`
+    const sorted = [...event.topics!].sort()
+    const positions: string[] = []
+    for (const log of sorted) {
+      const [id] = await this.send(log, [{ event, uid, priors: positions.join(',') }], origin)
+      positions.push(id)
+    }
+    return positions[sorted.indexOf(event.topics![0])]
+  }
+
+  private async send (log: string, part: Array<{ event: Outgoing, uid: string, priors: string }>, origin: string): Promise<string[]> {
+    return await this.pub.ssePublish(logKey(this.opts.prefix, log), this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
+  }
+
+  private async read (log: string, after: string, mode: 'read' | 'head' | 'since' | 'catch-up'): Promise<HistoryReply> {
+    return parseHistory(log, await this.pub.sseHistory(logKey(this.opts.prefix, log), after, mode))
   }
 
   // Redis down: deliver here now (no id: nothing to resume from) and keep the event for
@@ -156,92 +276,161 @@ export class RedisBus implements Bus {
     if (this.outbox.length + events.length > this.opts.outboxLimit) throw new DegradedError(this.opts.outboxLimit)
     for (const e of events) {
       this.outbox.push(e)
-      this.opts.deliver({ id: null, topics: e.topics, frame: encodeFrame(null, e.body) })
+      const body = Buffer.from(e.body)
+      const logs = e.topics ?? [BROADCAST]
+      const uid = logs.length > 1 ? `${this.uidStem}.${(this.uidCount++).toString(36)}` : null
+      for (const log of logs) this.opts.listener.deliver({ log, position: null, uid, topics: e.topics, body, priors: null })
     }
-    this.flush()
+    this.drainOutbox()
     return { ids: events.map(() => null), fanout: 'local' }
   }
 
-  private flush (): void {
-    if (this.flushing || this.outbox.length === 0 || this.pub.status !== 'ready') return
-    this.flushing = true
-    this.drain().catch(err => this.opts.onError(err, 'outbox publish')).finally(() => { this.flushing = false })
+  private drainOutbox (): void {
+    if (this.draining || this.outbox.length === 0 || this.pub.status !== 'ready') return
+    this.draining = true
+    this.drain().catch(err => this.opts.onError(err, 'outbox publish')).finally(() => { this.draining = false })
   }
 
   private async drain (): Promise<void> {
     while (this.outbox.length > 0 && this.pub.status === 'ready') {
-      const batch = this.outbox.slice(0, 500)
-      await this.send(batch, this.opts.instanceId)
-      this.outbox.splice(0, batch.length)
+      const event = this.outbox[0]
+      if (event.topics !== null && event.topics.length > 1) await this.sendCopies(event, this.opts.instanceId)
+      else await this.send(event.topics?.[0] ?? BROADCAST, [{ event, uid: '', priors: '' }], this.opts.instanceId)
+      this.outbox.shift()
     }
   }
 
-  private onMessage (message: Buffer): void {
-    if (this.held !== null) {
-      this.held.push(message)
+  private onMessage (channel: Buffer, message: Buffer): void {
+    const log = keyLog(this.opts.prefix, channel.toString())
+    if (log === null) return
+    const w = this.watches.get(log)
+    if (w === undefined) return
+    if (w.held !== null) {
+      w.held.push(message)
       return
     }
-    this.deliverBatch(message, false)
+    this.deliverMessage(log, message)
   }
 
-  // Live messages come once each, in order: only those held during a catch-up can repeat
-  // what it fetched, so only they are checked against the cursor.
-  private deliverBatch (message: Buffer, afterCatchUp: boolean): void {
+  // Records come in the log's order, but a history read on the other connection may have
+  // delivered them already (its reply can overtake the message). Any other record at or
+  // before the head means the log went back (Redis lost it, and its clock is behind):
+  // its readers must resume and be told.
+  private deliverMessage (log: string, message: Buffer): void {
     const reader = this.reader
+    const listener = this.opts.listener
+    const w = this.watches.get(log)
     reader.reset(message)
     while (reader.next()) {
-      const id = reader.id
-      if (afterCatchUp && this.cursor !== null && compareIds(id, this.cursor) <= 0) continue
-      this.cursor = id
-      // Delivered here already, during the outage it was published in.
-      if (reader.isFrom(this.opts.instanceId)) continue
-      const topics = reader.readTopics()
-      if (!this.opts.wants(topics)) continue
-      this.opts.deliver({ id, topics, frame: reader.frame() })
-    }
-  }
-
-  // (Re)connected: subscribe, then fetch from history what was published while away,
-  // holding live messages until it is delivered. The id cursor drops the overlap.
-  private async onSubReady (): Promise<void> {
-    if (this.closing) return
-    const generation = ++this.generation
-    this.held ??= []
-    try {
-      await this.opts.sub.subscribe(this.channel)
-    } catch (err) {
-      this.opts.onError(err as Error, 'subscribe')
-      return // the next 'ready' tries again; held messages wait for it
-    }
-    // Nothing delivered yet: clients that came while Redis was unreachable still want
-    // what was published since this instance started.
-    const from = this.cursor ?? (this.opts.topics().length > 0 ? this.since : null)
-    while (from !== null && !this.closing && generation === this.generation) { // eslint-disable-line no-unmodified-loop-condition
-      try {
-        await this.catchUp(from)
-        break
-      } catch (err) {
-        this.opts.onError(err as Error, 'catch-up')
-        if (this.opts.sub.status !== 'ready') return
-        await new Promise(resolve => setTimeout(resolve, 500))
+      const head = listener.head(log)
+      if (head !== null && compareIds(reader.position, head) <= 0) {
+        if (w?.read?.has(reader.position) === true) continue
+        listener.lost(log)
+        listener.ready(log, reader.position)
+        continue
       }
+      if (w !== undefined) w.read = null
+      // Delivered here already, without an id, during the outage it was published in.
+      if (reader.origin === this.opts.instanceId) listener.advance(log, reader.position)
+      else listener.deliver({ log, position: reader.position, uid: reader.uid, topics: reader.topics, body: reader.body, priors: reader.priors })
     }
-    if (generation !== this.generation) return
-    const held = this.held
-    this.held = null
-    for (const message of held) this.deliverBatch(message, true)
   }
 
-  private async catchUp (after: string): Promise<void> {
-    // A Redis that restarted empty has no last id: nothing to catch up on, not a gap.
-    const { events, gap } = await this.read(this.opts.topics(), after, false)
-    if (gap) this.opts.onGap()
-    for (const d of events) {
-      if (this.cursor !== null && compareIds(d.id, this.cursor) <= 0) continue
-      this.cursor = d.id
-      if (d.origin === this.opts.instanceId) continue
+  // Subscribe first, then read the head: a message published in between is held, and
+  // dropped if the head already covers it.
+  private async subscribe (log: string): Promise<void> {
+    const w = this.watches.get(log)
+    if (w === undefined || this.closing) return
+    const generation = ++w.generation
+    w.held ??= []
+    const sub = this.opts.sub as Redis
+    if (sub.status !== 'ready' || this.pub.status !== 'ready') return // 'ready' subscribes again
+    await sub.ssubscribe(logKey(this.opts.prefix, log))
+    const since = w.since
+    const reply = await this.read(log, since ?? '', since === null ? 'head' : 'since')
+    if (w !== this.watches.get(log) || generation !== w.generation) return
+    w.subscribed = true
+    w.since = null
+    if (since === null) {
+      this.opts.listener.ready(log, reply.last)
+    } else {
+      this.deliverHistory(log, reply)
+      this.opts.listener.ready(log, undefined)
+    }
+    this.release(log, w)
+  }
+
+  private deliverHistory (log: string, reply: HistoryReply): void {
+    const listener = this.opts.listener
+    const w = this.watches.get(log)
+    if (w !== undefined) w.read = new Set(reply.events.map(d => d.position!))
+    for (const d of reply.events) {
+      const head = listener.head(log)
+      if (head !== null && compareIds(d.position!, head) <= 0) continue
+      if (d.origin === this.opts.instanceId) {
+        listener.advance(log, d.position!)
+        continue
+      }
       this.replayed++
-      this.opts.deliver(d)
+      listener.deliver(d)
     }
   }
+
+  private release (log: string, w: Watch): void {
+    const held = w.held ?? []
+    w.held = null
+    for (const message of held) this.deliverMessage(log, message)
+  }
+
+  private resubscribeAll (): void {
+    if (this.closing || this.opts.sub.status !== 'ready' || this.pub.status !== 'ready') return
+    for (const [log, w] of this.watches) {
+      const next = w.subscribed ? this.catchUp(log) : this.subscribe(log)
+      next.catch(err => this.opts.onError(err, `catch-up of ${log}`))
+    }
+  }
+
+  private catchUpTimer: NodeJS.Timeout | null = null
+  private scheduleCatchUp (): void {
+    if (this.catchUpTimer !== null || this.closing) return
+    this.catchUpTimer = setTimeout(() => {
+      this.catchUpTimer = null
+      for (const [log, w] of this.watches) {
+        const next = w.subscribed ? this.catchUp(log) : this.subscribe(log)
+        next.catch(err => this.opts.onError(err, `catch-up of ${log}`))
+      }
+    }, 500).unref()
+  }
+
+  // (Re)connected: (re)subscribe (a cluster's sharded subscribers did already: again is
+  // harmless), then fetch from history what was published while away, holding live
+  // messages until it is delivered.
+  private async catchUp (log: string): Promise<void> {
+    const w = this.watches.get(log)
+    if (w === undefined || this.closing) return
+    const generation = ++w.generation
+    w.held ??= []
+    const sub = this.opts.sub as Redis
+    await sub.ssubscribe(logKey(this.opts.prefix, log))
+    const listener = this.opts.listener
+    const reply = await this.read(log, listener.head(log) ?? '', 'catch-up')
+    if (w !== this.watches.get(log) || generation !== w.generation) return
+    if (reply.gap) {
+      listener.ready(log, reply.last)
+      listener.lost(log)
+    } else {
+      this.deliverHistory(log, reply)
+      listener.ready(log, undefined)
+    }
+    this.release(log, w)
+  }
+}
+
+function settle (p: Pending, id: string | null, err: Error | null): void {
+  const w = p.waiter
+  if (err !== null) w.failed = err
+  else w.ids[p.index] = id
+  if (--w.left > 0) return
+  if (w.failed !== null) w.reject(w.failed)
+  else w.resolve(w.ids)
 }

@@ -1,122 +1,124 @@
-// The Lua the Redis bus runs. The records PUBLISH_SCRIPT writes are read by redis-wire.ts;
-// test/src/bus/redis-wire.test.ts runs both against a real Redis so they cannot drift.
+// The Lua the Redis bus runs. Each script touches one log: its keys are declared in KEYS
+// and share the log's hash tag, so on a Redis Cluster it runs on the log's own master.
+// The records PUBLISH_SCRIPT sends are read by redis-wire.ts's MessageReader; a test
+// runs both against a real Redis so they cannot drift.
 
-const ID_HELPERS = `
-local function parse (id)
-  local a, b = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(a), tonumber(b)
-end
-local function gt (a, b)
-  local am, as = parse(a)
-  local bm, bs = parse(b)
-  return am > bm or (am == bm and as > bs)
-end
-local function now_ms ()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-`
-
-// KEYS[1] last id; ARGV: prefix, maxlen, ttl ms, channel, the events as pack() writes them.
-// Topics are joined by ','; '' is a broadcast. Origin names the instance that already
-// delivered the event itself during an outage ('' normally). Returns the ids. The whole
-// batch goes out as one Pub/Sub message.
-export const PUBLISH_SCRIPT = ID_HELPERS + `
-local prefix, maxlen, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local call = redis.call
-local now = now_ms()
-local ms, seq = 0, -1
-local last = call('GET', KEYS[1])
-if last then ms, seq = parse(last) end
--- Every id of one call shares its millisecond: now, or the last id's if the clock is behind.
-if now > ms then ms, seq = now, -1 end
-local stem = string.format('%d', ms) .. '-'
-local ids, parts, keysof, touched = {}, {}, {}, {}
-local n = 0
-local packed, pos, find, sub = ARGV[5], 1, string.find, string.sub
+// KEYS[1] the log's stream, also its sharded channel. ARGV: maxlen, ttl ms, then the
+// events as pack() writes them: "<uid>\n<priors>\n<topics>\n<origin>\n<body bytes>\n<body>"
+// each. Appends each (Redis gives the positions), trims by age, and publishes the records
+// "<position>\n<uid>\n<priors>\n<topics>\n<origin>\n<body bytes>\n<body>" as one message. A refused
+// step after the appends takes them back, so a refused publish leaves nothing to replay.
+export const PUBLISH_SCRIPT = `
+local key = KEYS[1]
+local maxlen, ttl = ARGV[1], tonumber(ARGV[2])
+local packed, pos, find, sub = ARGV[3], 1, string.find, string.sub
+local ids, parts, n = {}, {}, 0
 while pos <= #packed do
   local a = find(packed, '\\n', pos, true)
   local b = find(packed, '\\n', a + 1, true)
   local c = find(packed, '\\n', b + 1, true)
-  local topics, origin = sub(packed, pos, a - 1), sub(packed, a + 1, b - 1)
-  local stop = c + tonumber(sub(packed, b + 1, c - 1))
-  local body = sub(packed, c + 1, stop)
+  local d = find(packed, '\\n', c + 1, true)
+  local e = find(packed, '\\n', d + 1, true)
+  local uid, priors, topics = sub(packed, pos, a - 1), sub(packed, a + 1, b - 1), sub(packed, b + 1, c - 1)
+  local origin, len = sub(packed, c + 1, d - 1), sub(packed, d + 1, e - 1)
+  local stop = e + tonumber(len)
+  local body = sub(packed, e + 1, stop)
   pos = stop + 1
-  seq = seq + 1
-  local id = stem .. seq
+  local id = redis.pcall('XADD', key, 'MAXLEN', maxlen, '*', 'u', uid, 'p', priors, 't', topics, 'o', origin, 'b', body)
+  if type(id) == 'table' and id.err then
+    if #ids > 0 then redis.call('XDEL', key, unpack(ids)) end
+    return redis.error_reply(id.err)
+  end
   ids[#ids + 1] = id
-  local keys = keysof[topics]
-  if not keys then
-    keys = {}
-    if topics == '' then
-      keys[1] = prefix .. 'b'
-    else
-      for topic in string.gmatch(topics, '[^,]+') do keys[#keys + 1] = prefix .. 't:' .. topic end
-    end
-    for k = 1, #keys do touched[keys[k]] = true end
-    keysof[topics] = keys
-  end
-  for k = 1, #keys do
-    call('XADD', keys[k], 'MAXLEN', maxlen, id, 't', topics, 'o', origin, 'b', body)
-  end
-  -- The record carries the finished SSE frame ("id: <id>\\n" + body), so receivers only
-  -- take a view of it. The pieces are joined once, by table.concat, below.
   parts[n + 1] = id
   parts[n + 2] = '\\n'
-  parts[n + 3] = topics
+  parts[n + 3] = uid
   parts[n + 4] = '\\n'
-  parts[n + 5] = origin
+  parts[n + 5] = priors
   parts[n + 6] = '\\n'
-  parts[n + 7] = #id + 5 + #body
-  parts[n + 8] = '\\nid: '
-  parts[n + 9] = id
+  parts[n + 7] = topics
+  parts[n + 8] = '\\n'
+  parts[n + 9] = origin
   parts[n + 10] = '\\n'
-  parts[n + 11] = body
-  n = n + 11
+  parts[n + 11] = len
+  parts[n + 12] = '\\n'
+  parts[n + 13] = body
+  n = n + 13
+end
+local function undo (err)
+  redis.call('XDEL', key, unpack(ids))
+  return redis.error_reply(type(err) == 'table' and err.err or tostring(err))
 end
 if ttl > 0 then
-  local cutoff = string.format('%d', now - ttl)
-  for key in pairs(touched) do
-    call('XTRIM', key, 'MINID', cutoff)
-    call('PEXPIRE', key, ttl)
-  end
+  local t = redis.call('TIME')
+  local cutoff = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - ttl)
+  local r = redis.pcall('XTRIM', key, 'MINID', cutoff)
+  if type(r) == 'table' and r.err then return undo(r) end
+  r = redis.pcall('PEXPIRE', key, ttl)
+  if type(r) == 'table' and r.err then return undo(r) end
 end
-call('SET', KEYS[1], ids[#ids])
-call('PUBLISH', channel, table.concat(parts))
+local r = redis.pcall('SPUBLISH', key, table.concat(parts))
+if type(r) == 'table' and r.err then return undo(r) end
 return ids
 `
 
-// KEYS[1] last id; ARGV: after id, ttl ms, unknown-is-gap 0/1, then stream keys.
-// Returns { last id, gap 0/1, then id/topics/origin/body quads (unsorted, may repeat) }.
-// A stream that lost entries (trimmed by size or age) covers a resume only from its
-// first remaining entry on.
-export const HISTORY_SCRIPT = ID_HELPERS + `
-local after, ttl, unknown_gap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local last = redis.call('GET', KEYS[1])
-if not last then return { '', unknown_gap } end
-if gt(after, last) then return { last, unknown_gap } end
-if not gt(last, after) then return { last, 0 } end
-local gap = 0
-if ttl > 0 and parse(after) < now_ms() - ttl then gap = 1 end
-local out = { last, 0 }
-for i = 4, #ARGV do
-  local key = ARGV[i]
-  if redis.call('EXISTS', key) == 1 then
-    local info = redis.call('XINFO', 'STREAM', key)
-    local f = {}
-    for j = 1, #info, 2 do f[info[j]] = info[j + 1] end
-    if f['entries-added'] > f['length'] then
-      local oldest = f['length'] > 0 and f['first-entry'][1] or f['last-generated-id']
-      if gt(oldest, after) then gap = 1 end
-    end
-    for _, e in ipairs(redis.call('XRANGE', key, '(' .. after, '+')) do
-      out[#out + 1] = e[1]
-      out[#out + 1] = e[2][2]
-      out[#out + 1] = e[2][4]
-      out[#out + 1] = e[2][6]
-    end
-  end
+// KEYS[1] the log's stream. ARGV: the reader's position ('' = it saw nothing: the log was
+// empty when it started), then the mode: 'read'; 'head' (only the newest position);
+// 'since' (the position is a time: what came after it, never a gap); 'catch-up' (an
+// instance whose link came back takes a log begun again after its position, as after a
+// Redis restart without persistence, as no gap: it was connected while the old one was written). Returns { newest position or '', gap 0/1, then
+// position/uid/priors/topics/origin/body for each event after it }. A position covers a resume
+// only while it is in the log: one trimmed away, or from a log that was lost and begun
+// again (restart, FLUSHALL, eviction, expiry, a failover that dropped writes), is a gap.
+export const HISTORY_SCRIPT = `
+local key, after, mode = KEYS[1], ARGV[1], ARGV[2]
+local head_only, begun_again = mode == 'head', mode == 'catch-up'
+local function gt (a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am > bm or (am == bm and as > bs)
 end
-out[2] = gap
+if redis.call('EXISTS', key) == 0 then
+  if after == '' or begun_again or mode == 'since' then return { '', 0 } end
+  return { '', 1 }
+end
+local info
+local function field (name)
+  info = info or redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do if info[i] == name then return info[i + 1] end end
+end
+local top = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+local last = #top > 0 and top[1][1] or field('last-generated-id')
+if head_only then return { last, 0 } end
+local out = { last, 0 }
+local from
+if mode == 'since' then
+  from = '(' .. after
+else
+-- Not in the log: trimmed away, or from a log that was lost; what remains after it
+-- follows the reset.
+if after == '' then
+  if field('entries-added') > field('length') then out[2] = 1 end
+  from = '-'
+else
+  if after == last then return out end
+  if #redis.call('XRANGE', key, after, after) == 0 then
+    local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+    local new = begun_again and field('entries-added') == field('length') and #first > 0 and gt(first[1][1], after)
+    if not new then out[2] = 1 end
+  end
+  from = '(' .. after
+end
+end
+for _, e in ipairs(redis.call('XRANGE', key, from, '+')) do
+  local f = e[2]
+  out[#out + 1] = e[1]
+  out[#out + 1] = f[2]
+  out[#out + 1] = f[4]
+  out[#out + 1] = f[6]
+  out[#out + 1] = f[8]
+  out[#out + 1] = f[10]
+end
 return out
 `

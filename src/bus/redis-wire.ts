@@ -1,115 +1,111 @@
 // The bytes between the Redis bus and its scripts (redis-scripts.ts): what a publish
-// sends, what Pub/Sub carries back, what a history read returns.
-import { compareIds } from '../event-id.js'
-import { encodeFrame } from '../frame.js'
+// sends, what sharded Pub/Sub carries back, what a history read returns; and the names
+// of a log's key and channel.
 import type { Delivery } from '../hub.js'
 import type { Outgoing } from './bus.js'
 
-/** A history entry, with the instance that delivered it itself during an outage. */
-export interface StoredEvent extends Delivery {
-  id: string
-  origin: string
+/** A log's stream key, which is also its sharded channel: `{log}` is its hash tag. */
+export function logKey (prefix: string, log: string): string {
+  return `${prefix}{${log}}`
+}
+
+/** The log of a key or channel logKey made, null when it is none. */
+export function keyLog (prefix: string, key: string): string | null {
+  if (!key.startsWith(prefix + '{') || !key.endsWith('}')) return null
+  return key.slice(prefix.length + 1, -1)
+}
+
+/** A topics field as the scripts keep it: '' is a broadcast, else names joined by ','. */
+export function parseTopicsField (field: string): string[] | null {
+  return field === '' ? null : field.includes(',') ? field.split(',') : [field]
 }
 
 /**
- * The events of one script call as one argument: "<topics>\n<origin>\n<body bytes>\n<body>"
- * each. One Buffer, written once, rather than a string of many pieces the socket write
- * would have to flatten.
+ * One script call's events: "<uid>\n<priors>\n<topics>\n<origin>\n<body bytes>\n<body>" each, as one
+ * Buffer written once rather than a string of many pieces the socket would flatten.
  */
-export function pack (events: Outgoing[], origin: string): Buffer {
+export function pack (events: Array<{ event: Outgoing, uid: string, priors: string }>, origin: string): Buffer {
   const heads = new Array<string>(events.length)
   const lengths = new Array<number>(events.length)
   let size = 0
   for (let i = 0; i < events.length; i++) {
-    const e = events[i]
-    lengths[i] = Buffer.byteLength(e.body)
-    heads[i] = `${e.topics === null ? '' : e.topics.join(',')}\n${origin}\n${lengths[i]}\n`
+    const { event, uid, priors } = events[i]
+    lengths[i] = Buffer.byteLength(event.body)
+    heads[i] = `${uid}\n${priors}\n${event.topics === null ? '' : event.topics.join(',')}\n${origin}\n${lengths[i]}\n`
     size += Buffer.byteLength(heads[i]) + lengths[i]
   }
   const buf = Buffer.allocUnsafe(size)
   let at = 0
   for (let i = 0; i < events.length; i++) {
     at += buf.write(heads[i], at)
-    at += buf.write(events[i].body, at, lengths[i])
+    at += buf.write(events[i].event.body, at, lengths[i])
   }
   return buf
 }
 
-/** A topics field as the scripts write it: '' is a broadcast, else names joined by ','. */
-export function parseTopicsField (field: string): string[] | null {
-  return field === '' ? null : field.includes(',') ? field.split(',') : [field]
-}
-
 /**
- * Walks a Pub/Sub message: records of "<id>\n<topics>\n<origin>\n<frame bytes>\n<frame>".
- * One reader per bus, reused: no allocation per record beyond the strings it reads.
+ * Walks a Pub/Sub message: records of "<position>\n<uid>\n<priors>\n<topics>\n<origin>\n
+ * <body bytes>\n<body>". One reader per bus, reused.
  */
 export class MessageReader {
-  id = ''
+  position = ''
+  uid: string | null = null
+  priors: string | null = null
   topics: string[] | null = null
-  frameStart = 0
-  frameEnd = 0
+  origin = ''
+  body: Buffer = Buffer.alloc(0)
   private message: Buffer = Buffer.alloc(0)
   private pos = 0
-  private topicsStart = 0
-  private topicsEnd = 0
-  private originStart = 0
-  private originEnd = 0
 
   reset (message: Buffer): void {
     this.message = message
     this.pos = 0
   }
 
-  /** Reads the next record's id; false at the end. Topics and frame are read on demand. */
+  /** Reads the next record; false at the end. */
   next (): boolean {
-    const message = this.message
+    const m = this.message
     const pos = this.pos
-    if (pos >= message.length) return false
-    const a = message.indexOf(10, pos)
-    const b = message.indexOf(10, a + 1)
-    const c = message.indexOf(10, b + 1)
-    const d = message.indexOf(10, c + 1)
-    this.id = message.toString('latin1', pos, a)
-    this.topicsStart = a + 1
-    this.topicsEnd = b
-    this.originStart = b + 1
-    this.originEnd = c
-    this.frameStart = d + 1
-    this.frameEnd = d + 1 + Number(message.toString('latin1', c + 1, d))
-    this.pos = this.frameEnd
+    if (pos >= m.length) return false
+    const a = m.indexOf(10, pos)
+    const b = m.indexOf(10, a + 1)
+    const c = m.indexOf(10, b + 1)
+    const d = m.indexOf(10, c + 1)
+    const e = m.indexOf(10, d + 1)
+    const f = m.indexOf(10, e + 1)
+    this.position = m.toString('latin1', pos, a)
+    this.uid = b > a + 1 ? m.toString('latin1', a + 1, b) : null
+    this.priors = this.uid === null ? null : m.toString('latin1', b + 1, c)
+    this.topics = parseTopicsField(m.toString('utf8', c + 1, d))
+    this.origin = m.toString('latin1', d + 1, e)
+    const end = f + 1 + Number(m.toString('latin1', e + 1, f))
+    this.body = m.subarray(f + 1, end)
+    this.pos = end
     return true
-  }
-
-  /** Whether the record was delivered by `instanceId` itself (during an outage). */
-  isFrom (instanceId: string): boolean {
-    return this.originEnd > this.originStart && this.message.toString('latin1', this.originStart, this.originEnd) === instanceId
-  }
-
-  readTopics (): string[] | null {
-    return parseTopicsField(this.message.toString('utf8', this.topicsStart, this.topicsEnd))
-  }
-
-  /** The finished SSE frame, a view of the message (no copy). */
-  frame (): Buffer {
-    return this.message.subarray(this.frameStart, this.frameEnd)
   }
 }
 
 export interface HistoryReply {
-  events: StoredEvent[]
-  gap: boolean
+  /** Newest position of the log, null when it has none. */
   last: string | null
+  gap: boolean
+  events: Array<Delivery & { origin: string }>
 }
 
-/** HISTORY_SCRIPT's reply: last id, gap flag, then id/topics/origin/body quads (may repeat). */
-export function parseHistory (out: Array<string | number>): HistoryReply {
-  const byId = new Map<string, StoredEvent>()
-  for (let i = 2; i < out.length; i += 4) {
-    const id = String(out[i])
-    if (byId.has(id)) continue
-    byId.set(id, { id, origin: String(out[i + 2]), topics: parseTopicsField(String(out[i + 1])), frame: encodeFrame(id, String(out[i + 3])) })
+/** HISTORY_SCRIPT's reply for `log`: newest position, gap flag, then six fields per event. */
+export function parseHistory (log: string, out: Array<string | number>): HistoryReply {
+  const events: Array<Delivery & { origin: string }> = []
+  for (let i = 2; i < out.length; i += 6) {
+    const uid = String(out[i + 1])
+    events.push({
+      log,
+      position: String(out[i]),
+      uid: uid === '' ? null : uid,
+      priors: uid === '' ? null : String(out[i + 2]),
+      topics: parseTopicsField(String(out[i + 3])),
+      origin: String(out[i + 4]),
+      body: Buffer.from(String(out[i + 5]))
+    })
   }
-  const events = [...byId.values()].sort((a, b) => compareIds(a.id, b.id))
-  return { events, gap: out[1] === 1, last: out[0] === '' ? null : String(out[0]) }
+  return { last: out[0] === '' ? null : String(out[0]), gap: out[1] === 1, events }
 }

@@ -22,7 +22,8 @@ t.test('POST /notify reaches subscribers of its topic, broadcasts reach all', as
   t.same(orders.events, [
     { id: one.body.id, event: 'created', data: '{"id":42}' },
     { id: multi.body.id, data: 'both' },
-    { id: bcast.body.id, data: 'everyone' }
+    // The stream's cursor: its topic's position, then the broadcasts'.
+    { id: `${multi.body.id}.${bcast.body.id}`, data: 'everyone' }
   ])
   t.same(both.events.map(e => e.data), ['{"id":42}', 'both', 'everyone'], 'an event on two of its topics arrives once')
   t.same(users.events.map(e => e.data), ['both', 'everyone'])

@@ -46,9 +46,9 @@ t.test('heartbeat: a comment, or an empty event of the configured name with no i
   t.equal(encodeHeartbeat('ping').toString(), 'event: ping\ndata: \n\n', 'no id line: it does not move Last-Event-ID')
 })
 
-t.test('reset: the reason as JSON data; with an id, the position it moves the client to', async t => {
-  t.equal(encodeReset(null, 'history').toString(), 'event: reset\ndata: {"reason":"history"}\n\n')
-  t.equal(encodeReset('5-1', 'history-unavailable').toString(), 'id: 5-1\nevent: reset\ndata: {"reason":"history-unavailable"}\n\n')
+t.test('reset: the reason and the topic as JSON data; with an id, the position it moves the client to', async t => {
+  t.equal(encodeReset(null, 'history', 'orders').toString(), 'event: reset\ndata: {"reason":"history","topic":"orders"}\n\n')
+  t.equal(encodeReset('5-1', 'history-unavailable', null).toString(), 'id: 5-1\nevent: reset\ndata: {"reason":"history-unavailable"}\n\n', 'no topic: every log of the stream')
 })
 
 t.test('stream head: a 200 with the SSE headers and the other plugins\' headers, delimited by the connection\'s end', async t => {

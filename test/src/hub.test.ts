@@ -1,173 +1,474 @@
-// The hub on its own: topic index, once-per-client delivery, replay seam, slow clients.
+// The hub on its own: groups of clients sharing a log set, their cursors as ids, one frame
+// per group, the replay seam, slow clients.
 import t from 'tap'
 import { Client, Hub, type Delivery, type Sink } from '../../src/hub.js'
 
-class FakeSocket implements Sink {
-  /** What was written, one entry per write() call. */
-  writes: string[] = []
-  /** What was written, one entry per SSE frame or comment. */
-  get chunks (): string[] {
-    return this.writes.join('').split(/(?<=\n\n)/).filter(x => x !== '')
-  }
-
+class FakeSink implements Sink {
+  /** Each write() call's chunk, as given. */
+  bufs: Buffer[] = []
   writableLength = 0
-  /** Bytes the peer has not read: grows when `stalled`. */
+  /** The peer stopped reading: writes pile up in writableLength. */
   stalled = false
   ended = false
   destroyed = false
   write (chunk: Buffer): boolean {
-    this.writes.push(chunk.toString())
+    this.bufs.push(chunk)
     if (this.stalled) this.writableLength += chunk.length
     return !this.stalled
   }
 
-  end (): void { this.ended = true }
+  end (chunk?: Buffer): void {
+    if (chunk !== undefined) this.bufs.push(chunk)
+    this.ended = true
+  }
+
   destroy (): void { this.destroyed = true }
+
+  get writes (): string[] { return this.bufs.map(b => b.toString()) }
+  /** One entry per SSE frame or comment. */
+  get frames (): string[] { return this.writes.join('').split(/(?<=\n\n)/).filter(x => x !== '') }
+  /** The id line of each frame ('' when it has none), then its data. */
+  get seen (): string[] {
+    return this.frames.map(f => {
+      const id = /^id: (.*)$/m.exec(f)
+      const data = /^data: (.*)$/m.exec(f)
+      return `${id === null ? '-' : id[1]} ${data === null ? f.trim() : data[1]}`
+    })
+  }
 }
 
-const ev = (id: string | null, topics: string[] | null, data = id ?? 'x'): Delivery =>
-  ({ id, topics, frame: Buffer.from(`${id === null ? '' : `id: ${id}\n`}data: ${data}\n\n`) })
+/**
+ * One Delivery per log of an event, as LocalBus and RedisBus produce (same uid when several):
+ * one position for every log (LocalBus), or one per log (RedisBus, written in sorted topic
+ * order); each copy's priors are its positions in the logs that sort before its own.
+ */
+function event (topics: string[] | null, position: string | null | Record<string, string>, data: string, uid: string | null = null): Delivery[] {
+  const logs = topics ?? ['*']
+  const body = Buffer.from(`data: ${data}\n\n`)
+  const at = (log: string): string | null => position === null || typeof position === 'string' ? position : position[log]
+  const sorted = [...logs].sort()
+  const several = logs.length > 1
+  return logs.map(log => ({
+    log,
+    position: at(log),
+    uid: several ? (uid ?? `u-${data}`) : null,
+    topics,
+    // An event delivered on this instance only (no position) carries no priors, as RedisBus.
+    priors: several && at(log) !== null ? sorted.slice(0, sorted.indexOf(log)).map(l => at(l)!).join(',') : null,
+    body
+  }))
+}
 
-function setup (bufferBytes = 1 << 20): { hub: Hub, add: (topics: string[]) => FakeSocket } {
-  const hub = new Hub({ bufferBytes })
+interface Setup {
+  hub: Hub
+  watched: string[]
+  unwatched: string[]
+  add: (topics: string[], held?: boolean) => FakeSink
+  clientOf: (s: FakeSink) => Client
+  send: (topics: string[] | null, position: string | null | Record<string, string>, data: string) => void
+}
+
+/** A hub whose logs are ready as soon as they are watched (empty), as LocalBus does. */
+function setup (bufferBytes = 1 << 20, autoReady = true): Setup {
+  const watched: string[] = []
+  const unwatched: string[] = []
+  const clients = new Map<FakeSink, Client>()
+  const pending: string[] = []
+  const hub: Hub = new Hub({
+    bufferBytes,
+    watch: log => {
+      watched.push(log)
+      if (autoReady) pending.push(log)
+    },
+    unwatch: log => { unwatched.push(log) }
+  })
   return {
     hub,
-    add (topics) {
-      const s = new FakeSocket()
-      hub.add(new Client(s, topics))
+    watched,
+    unwatched,
+    add (topics, held = false) {
+      const s = new FakeSink()
+      const c = new Client(s, topics)
+      clients.set(s, c)
+      hub.add(c, held)
+      for (const log of pending.splice(0)) hub.ready(log, null)
       return s
+    },
+    clientOf: s => clients.get(s)!,
+    send (topics, position, data) {
+      for (const d of event(topics, position, data)) hub.deliver(d)
     }
   }
 }
 
-t.test('topic events reach subscribers of that topic; broadcasts reach everyone', async t => {
-  const { hub, add } = setup()
+t.test('topic events reach that topic\'s clients; broadcasts reach everyone', async t => {
+  const { hub, add, send } = setup()
   const a = add(['a'])
   const b = add(['b'])
   const none = add([])
-  hub.deliver(ev('1-0', ['a']))
-  hub.deliver(ev('2-0', null))
-  hub.deliver(ev('3-0', ['zzz']))
-  t.equal(a.chunks.length, 0, 'nothing is written before the end of the turn')
+  send(['a'], '1-0', 'to a')
+  send(null, '2-0', 'to all')
+  send(['zzz'], '3-0', 'to nobody')
+  t.same(a.bufs, [], 'nothing is written before the end of the turn')
   hub.flush()
-  t.equal(a.writes.length, 1, 'the frames of one turn go out in one write')
-  t.equal(a.chunks.length, 2)
-  t.equal(b.chunks.length, 1)
-  t.equal(none.chunks.length, 1)
+  t.same(a.seen, ['1-0 to a', '1-0.2-0 to all'])
+  t.same(b.seen, ['.2-0 to all'], 'b has seen nothing of its topic: its position there is empty')
+  t.same(none.seen, ['2-0 to all'], 'a stream of no topic: its id is the broadcasts\' position')
   t.equal(hub.delivered, 4)
 })
 
-t.test('an event on several topics reaches a client of several of them once', async t => {
-  const { hub, add } = setup()
-  const ab = add(['a', 'b'])
-  const b = add(['b'])
-  hub.deliver(ev('1-0', ['a', 'b']))
-  hub.deliver(ev('2-0', ['b', 'a']))
-  hub.flush()
-  t.equal(ab.chunks.length, 2)
-  t.equal(b.chunks.length, 2)
-})
-
-t.test('removed clients get nothing and leave no empty topic behind', async t => {
-  const hub = new Hub({ bufferBytes: 1024 })
-  const s = new FakeSocket()
-  const c = new Client(s, ['a', 'b'])
-  hub.add(c)
-  t.same(hub.topics().sort(), ['a', 'b'])
-  hub.remove(c)
-  hub.remove(c)
-  t.same(hub.topics(), [])
-  hub.deliver(ev('1-0', ['a']))
-  hub.flush()
-  t.equal(s.chunks.length, 0)
-  t.equal(hub.size, 0)
-})
-
-t.test('replay seam: live events wait, and those already replayed are not sent twice', async t => {
-  const hub = new Hub({ bufferBytes: 1024 })
-  const s = new FakeSocket()
-  const c = new Client(s, ['a'])
-  hub.add(c, true)
-  hub.deliver(ev('5-0', ['a'])) // arrives live while the replay runs; history has it too
-  t.equal(s.chunks.length, 0, 'held during the replay')
-  // History already holds 6-0, which this instance has not received yet.
-  for (const id of ['4-0', '5-0', '6-0']) hub.replay(c, ev(id, ['a']).frame)
-  hub.goLive(c, '6-0')
-  hub.deliver(ev('6-0', ['a'])) // ...and now it does: not sent twice
-  hub.deliver(ev('7-0', ['a']))
-  hub.deliver(ev(null, ['a'], 'local')) // no id (Redis outage): always sent
-  hub.flush()
-  t.same(s.chunks.map(x => x.split('\n')[0]), ['id: 4-0', 'id: 5-0', 'id: 6-0', 'id: 7-0', 'data: local'])
-})
-
-t.test('deliveries of one turn are written at its end, without being asked', async t => {
-  const { hub, add } = setup()
+t.test('ids are the group\'s cursor: a topic position alone until a broadcast, then pos.bpos', async t => {
+  const { hub, add, send } = setup()
   const a = add(['a'])
-  hub.deliver(ev('1-0', ['a']))
-  hub.deliver(ev('2-0', ['a']))
-  await new Promise(resolve => setImmediate(resolve))
-  t.same(a.writes, ['id: 1-0\ndata: 1-0\n\nid: 2-0\ndata: 2-0\n\n'])
-})
-
-t.test('a client that stops reading is disconnected past its buffer; the others carry on', async t => {
-  const { hub, add } = setup(1000)
-  const slow = add(['a'])
-  const fast = add(['a'])
-  slow.stalled = true
-  for (let i = 0; i < 100; i++) {
-    hub.deliver(ev(`${i}-0`, ['a'], 'x'.repeat(50)))
-    hub.flush() // one event per turn
-  }
-  t.ok(slow.destroyed, 'slow client destroyed')
-  t.ok(slow.writableLength <= 1000 + 80, `its buffer stayed bounded (${slow.writableLength} bytes)`)
-  t.equal(fast.chunks.length, 100, 'the fast client got everything')
-  t.equal(hub.slowDisconnected, 1)
-  t.equal(hub.dropped, 1, 'the frame whose write overflowed the buffer counts as dropped')
-  t.equal(hub.size, 1)
-  const before = slow.chunks.length
-  hub.deliver(ev('200-0', ['a']))
+  const ba = add(['b', 'a'])
+  send(['a'], '1-0', 'x')
   hub.flush()
-  t.equal(slow.chunks.length, before, 'nothing more is written to it')
-})
-
-t.test('heartbeats go only to streams idle for a whole interval', async t => {
-  const { hub, add } = setup()
-  const busy = add(['a'])
-  const idle = add(['b'])
-  const hb = Buffer.from(': heartbeat\n\n')
-  hub.heartbeat(hb) // first tick: both were idle since they were added
-  hub.deliver(ev('1-0', ['a']))
+  send(['a'], '2-0', 'y')
   hub.flush()
-  hub.heartbeat(hb)
-  t.same(busy.chunks, [': heartbeat\n\n', 'id: 1-0\ndata: 1-0\n\n'])
-  t.same(idle.chunks, [': heartbeat\n\n', ': heartbeat\n\n'])
-  t.equal(hub.delivered, 1, 'heartbeats are not counted as deliveries')
+  send(null, '3-0', 'z')
+  hub.flush()
+  send(['b'], '4-0', 'w')
+  send(['a'], '5-0', 'v')
+  hub.flush()
+  t.same(a.seen, ['1-0 x', '2-0 y', '2-0.3-0 z', '5-0.3-0 v'])
+  t.same(ba.seen, ['1-0 x', '2-0 y', '2-0..3-0 z', '2-0.4-0.3-0 w', '5-0.4-0.3-0 v'], 'topics sorted, then broadcasts')
+  t.equal(hub.head('a'), '5-0')
+  t.equal(hub.head('b'), '4-0')
+  t.equal(hub.head('*'), '3-0')
 })
 
-t.test('closeAll writes what is queued, then ends every stream', async t => {
-  const { hub, add } = setup()
-  const socks = [add(['a']), add([]), add(['b'])]
-  hub.deliver(ev('1-0', null))
-  hub.closeAll()
-  t.ok(socks.every(s => s.ended))
-  t.ok(socks.every(s => s.chunks.length === 1), 'the last event was not lost')
-  t.equal(hub.size, 0)
+t.test('an event of several topics reaches a client of several of them once, and clients of one of them once', async t => {
+  const { hub, add, send } = setup()
+  const ab = add(['a', 'b'])
+  const abc = add(['c', 'b', 'a'])
+  const a = add(['a'])
+  const b = add(['b'])
+  const c = add(['c'])
+  send(['a', 'b'], '1-0', 'ab') // as LocalBus: one position in both logs
+  send(['b', 'a'], { a: '2-0', b: '2-1' }, 'ba') // as RedisBus: each log its own position
+  send(['b', 'c'], '3-0', 'bc')
+  hub.flush()
+  const data = (s: FakeSink): string[] => s.seen.map(x => x.split(' ')[1])
+  t.same(data(ab), ['ab', 'ba', 'bc'])
+  t.same(data(abc), ['ab', 'ba', 'bc'])
+  t.same(data(a), ['ab', 'ba'])
+  t.same(data(b), ['ab', 'ba', 'bc'])
+  t.same(data(c), ['bc'])
+  t.same(b.seen.map(x => x.split(' ')[0]), ['1-0', '2-1', '3-0'], 'b\'s id is its own log\'s position')
+  t.same(a.seen.map(x => x.split(' ')[0]), ['1-0', '2-0'])
+})
+
+t.test('frames are shared within a group: one Buffer for all its clients', async t => {
+  const { hub, add, send } = setup()
+  const a1 = add(['a'])
+  const a2 = add(['a'])
+  const a3 = add(['a'])
+  const ab = add(['a', 'b'])
+  send(['a'], '1-0', 'one')
+  hub.flush()
+  t.equal(a1.bufs.length, 1)
+  t.equal(a1.bufs[0], a2.bufs[0], 'the same Buffer, not a copy')
+  t.equal(a1.bufs[0], a3.bufs[0])
+  t.not(a1.bufs[0], ab.bufs[0], 'another group has its own frame')
+  send(['a'], '2-0', 'two')
+  send(['a'], '3-0', 'three')
+  hub.flush()
+  t.equal(a1.bufs.length, 2, 'the frames of one turn in one write')
+  t.equal(a1.bufs[1], a2.bufs[1], 'and that chunk is joined once for the group')
+  t.equal(a1.bufs[1], a3.bufs[1])
+  t.equal(a1.writes[1], 'id: 2-0\ndata: two\n\nid: 3-0\ndata: three\n\n')
+  t.equal(ab.writes[1], 'id: 2-0\ndata: two\n\nid: 3-0\ndata: three\n\n')
 })
 
 t.test('clients sharing a turn get their own frames, even with the same count and ends', async t => {
-  const { hub, add } = setup()
+  const { hub, add, send } = setup()
   const ab = add(['a', 'b'])
   const ac = add(['a', 'c'])
   const a1 = add(['a'])
   const a2 = add(['a'])
-  hub.deliver(ev('1-0', ['a']))
-  hub.deliver(ev('2-0', ['b']))
-  hub.deliver(ev('3-0', ['c']))
-  hub.deliver(ev('4-0', ['a']))
+  send(['a'], '1-0', '1')
+  send(['b'], '2-0', '2')
+  send(['c'], '3-0', '3')
+  send(['a'], '4-0', '4')
   hub.flush()
-  const ids = (s: FakeSocket): string[] => s.chunks.map(x => x.split('\n')[0])
-  t.same(ids(ab), ['id: 1-0', 'id: 2-0', 'id: 4-0'])
-  t.same(ids(ac), ['id: 1-0', 'id: 3-0', 'id: 4-0'])
-  t.same(ids(a1), ['id: 1-0', 'id: 4-0'])
-  t.same(ids(a2), ['id: 1-0', 'id: 4-0'])
+  t.same(ab.seen, ['1-0 1', '1-0.2-0 2', '4-0.2-0 4'])
+  t.same(ac.seen, ['1-0 1', '1-0.3-0 3', '4-0.3-0 4'])
+  t.same(a1.seen, ['1-0 1', '4-0 4'])
+  t.same(a2.seen, ['1-0 1', '4-0 4'])
+})
+
+t.test('watch and unwatch once per log, as groups appear and disappear', async t => {
+  const { hub, add, clientOf, watched, unwatched, send } = setup()
+  const a1 = add(['a'])
+  const a2 = add(['a'])
+  t.same(watched, ['a', '*'])
+  const ab = add(['b', 'a'])
+  t.same(watched, ['a', '*', 'b'], 'only the new log')
+  t.same(hub.logs().sort(), ['*', 'a', 'b'])
+  hub.remove(clientOf(ab))
+  hub.remove(clientOf(ab))
+  t.same(unwatched, ['b'])
+  hub.remove(clientOf(a1))
+  t.same(unwatched, ['b'], 'a2 still reads a')
+  hub.remove(clientOf(a2))
+  t.same(unwatched.sort(), ['*', 'a', 'b'])
+  t.same(hub.logs(), [])
+  t.equal(hub.size, 0)
+  send(['a'], '1-0', 'late')
+  hub.flush()
+  t.same([...a1.bufs, ...a2.bufs, ...ab.bufs], [], 'removed clients get nothing')
+  const again = add(['a'])
+  t.same(watched, ['a', '*', 'b', 'a', '*'], 'a log read again is watched again')
+  t.equal(hub.head('a'), null, 'its old head was forgotten')
+  send(['a'], '2-0', 'new')
+  hub.flush()
+  t.same(again.seen, ['2-0 new'])
+})
+
+t.test('clients added before their logs are ready wait, then go live at the head', async t => {
+  const { hub, add } = setup(1 << 20, false)
+  const a = add(['a'])
+  const before = add(['a'])
+  for (const d of event(['a'], '1-0', 'before the head')) hub.deliver(d)
+  for (const d of event(['a'], '2-0', 'at the head')) hub.deliver(d)
+  hub.flush()
+  t.same(a.bufs, [], 'waiting: nothing yet')
+  hub.ready('a', '2-0')
+  hub.flush()
+  t.same(a.bufs, [], 'the broadcasts are not ready yet')
+  for (const d of event(['a'], '3-0', 'after the head')) hub.deliver(d)
+  hub.ready('*', null)
+  for (const d of event(['a'], '4-0', 'live')) hub.deliver(d)
+  hub.flush()
+  t.same(a.seen, ['3-0 after the head', '4-0 live'], 'nothing before the head, nothing twice')
+  t.same(before.seen, a.seen)
+  const late = add(['a'])
+  for (const d of event(['a'], '5-0', 'shared')) hub.deliver(d)
+  hub.flush()
+  t.same(late.seen, ['5-0 shared'], 'a client of ready logs is live at once')
+  t.equal(late.bufs[0], a.bufs[a.bufs.length - 1], 'and shares its group\'s frame')
+})
+
+t.test('a client waiting for an empty log gets its first event', async t => {
+  const { hub, add } = setup(1 << 20, false)
+  const b = add(['b'])
+  hub.ready('*', null)
+  hub.ready('b', null)
+  hub.flush()
+  t.same(b.seen, [])
+  for (const d of event(['b'], '8-0', 'first')) hub.deliver(d)
+  hub.flush()
+  t.same(b.seen, ['8-0 first'])
+})
+
+t.test('replay seam: held deliveries newer than the replayed cursor follow, older are skipped', async t => {
+  const { hub, add, clientOf, send } = setup()
+  const live = add(['a'])
+  const s = add(['a'], true)
+  const c = clientOf(s)
+  send(['a'], '5-0', 'five') // live while the replay runs; history has it too
+  hub.flush()
+  t.same(s.bufs, [], 'held during the replay')
+  for (const p of ['4-0', '5-0', '6-0']) hub.replay(c, event(['a'], p, p)[0])
+  send(['a'], '6-0', 'six') // history had it before this instance did
+  send(['a'], '7-0', 'seven')
+  hub.goLive(c, c.cursor!)
+  send(['a'], '8-0', 'eight')
+  send(['a'], null, 'local') // no position (Redis outage): always sent, no id
+  hub.flush()
+  t.same(s.seen, ['4-0 4-0', '5-0 5-0', '6-0 6-0', '7-0 seven', '8-0 eight', '- local'])
+  t.same(live.seen, ['5-0 five', '6-0 six', '7-0 seven', '8-0 eight', '- local'])
+  send(['a'], '9-0', 'nine')
+  hub.flush()
+  t.equal(s.bufs[s.bufs.length - 1], live.bufs[live.bufs.length - 1], 'caught up: it shares the group\'s frames again')
+})
+
+t.test('replay seam: a multi-topic event replayed through another log is not repeated by its entry copy', async t => {
+  const { hub, add, clientOf } = setup()
+  const s = add(['a', 'b'], true)
+  const c = clientOf(s)
+  const [viaA, viaB] = event(['a', 'b'], { a: '9-0', b: '3-0' }, 'ab', 'U1')
+  // History of b had it; a's history did not yet: its copy through a, the entry, is yet to come.
+  hub.replay(c, viaB, true)
+  hub.goLive(c, c.cursor!)
+  hub.deliver(viaA)
+  hub.deliver(viaB)
+  const [viaA2, viaB2] = event(['a', 'b'], { a: '10-0', b: '4-0' }, 'ab2', 'U2')
+  hub.deliver(viaA2)
+  hub.deliver(viaB2)
+  hub.flush()
+  // Replayed through b, its id has b's position only; live, an event of a and b goes out
+  // through a (the group's entry), before its copy in b has arrived.
+  t.same(s.seen, ['.3-0 ab', '10-0.3-0 ab2'], 'the uid was forgotten: a later event is not swallowed')
+  const s2 = add(['a', 'b'], true)
+  const c2 = clientOf(s2)
+  const [viaA3, viaB3] = event(['a', 'b'], { a: '11-0', b: '5-0' }, 'ab3', 'U3')
+  hub.replay(c2, viaB3, true)
+  hub.goLive(c2, ['10-0', '5-0', null])
+  hub.flush()
+  hub.deliver(viaA3) // c2 is live in its group now: the group path skips it too
+  hub.deliver(viaB3)
+  hub.flush()
+  t.same(s2.seen.map(x => x.split(' ')[1]), ['ab3'], 'once, on the group path too')
+  t.same(s.seen.map(x => x.split(' ')[1]), ['ab', 'ab2', 'ab3'])
+})
+
+t.test('a client ahead of this instance gets its own frames until the heads catch up', async t => {
+  const { hub, add, clientOf, send } = setup()
+  const behind = add(['a'])
+  send(['a'], '1-0', 'one')
+  hub.flush()
+  const ahead = add(['a'], true)
+  const c = clientOf(ahead)
+  hub.goLive(c, ['3-0', null]) // it came from an instance that had 3-0 already
+  send(['a'], '2-0', 'two')
+  hub.flush()
+  t.same(ahead.bufs, [], 'it had 2-0')
+  send(null, '2-5', 'all')
+  hub.flush()
+  t.same(ahead.seen, ['3-0.2-5 all'], 'its own cursor, not the group\'s 2-0')
+  t.not(ahead.bufs[0], behind.bufs[behind.bufs.length - 1])
+  send(['a'], '3-0', 'three')
+  hub.flush()
+  t.equal(ahead.seen.length, 1, 'it had 3-0 too')
+  send(['a'], '4-0', 'four')
+  hub.flush()
+  t.same(ahead.seen, ['3-0.2-5 all', '4-0.2-5 four'])
+  t.same(behind.seen, ['1-0 one', '2-0 two', '2-0.2-5 all', '3-0.2-5 three', '4-0.2-5 four'])
+  t.equal(ahead.bufs[1], behind.bufs[4], 'caught up: the group\'s frame')
+})
+
+t.test('deliveries of one turn are written in one write at its end, without being asked', async t => {
+  const { hub, add, send } = setup()
+  const a = add(['a'])
+  send(['a'], '1-0', 'x')
+  send(['a'], '2-0', 'y')
+  t.same(a.bufs, [])
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(a.writes, ['id: 1-0\ndata: x\n\nid: 2-0\ndata: y\n\n'])
+  send(['a'], '3-0', 'z')
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(a.writes, ['id: 1-0\ndata: x\n\nid: 2-0\ndata: y\n\n', 'id: 3-0\ndata: z\n\n'], 'next turn, next write')
+  t.equal(hub.delivered, 3)
+})
+
+t.test('a client that stops reading is disconnected past its buffer; the others carry on', async t => {
+  const { hub, add, send } = setup(1000)
+  const slow = add(['a'])
+  const fast = add(['a'])
+  const other = add(['b'])
+  slow.stalled = true
+  for (let i = 0; i < 100; i++) {
+    send(['a'], `${i + 1}-0`, 'x'.repeat(50))
+    hub.flush() // one event per turn
+  }
+  t.ok(slow.destroyed, 'slow client destroyed')
+  t.ok(slow.writableLength <= 1000 + 80, `its buffer stayed bounded (${slow.writableLength} bytes)`)
+  t.equal(fast.frames.length, 100, 'the fast client got everything')
+  t.equal(hub.slowDisconnected, 1)
+  t.equal(hub.dropped, 1, 'the frame whose write overflowed the buffer counts as dropped')
+  t.equal(hub.size, 2)
+  const before = slow.bufs.length
+  send(['a'], '200-0', 'after')
+  send(['b'], '201-0', 'b')
+  hub.flush()
+  t.equal(slow.bufs.length, before, 'nothing more is written to it')
+  t.same(other.seen, ['201-0 b'])
+})
+
+t.test('a held client whose held deliveries exceed the buffer is disconnected', async t => {
+  const { hub, add, send } = setup(1000)
+  const held = add(['a'], true)
+  const live = add(['a'])
+  for (let i = 0; i < 30; i++) send(['a'], `${i + 1}-0`, 'x'.repeat(50))
+  hub.flush()
+  t.ok(held.destroyed)
+  t.equal(hub.slowDisconnected, 1)
+  t.equal(live.frames.length, 30)
+})
+
+t.test('heartbeats go only to live streams idle for a whole interval', async t => {
+  const { hub, add, send } = setup()
+  const busy = add(['a'])
+  const idle = add(['b'])
+  const held = add(['a'], true)
+  const hb = Buffer.from(': heartbeat\n\n')
+  hub.heartbeat(hb) // first tick: all idle since they were added
+  send(['a'], '1-0', 'x')
+  hub.flush()
+  hub.heartbeat(hb)
+  t.same(busy.frames, [': heartbeat\n\n', 'id: 1-0\ndata: x\n\n'])
+  t.same(idle.frames, [': heartbeat\n\n', ': heartbeat\n\n'])
+  t.same(held.bufs, [], 'a held (replaying) stream gets none')
+  t.equal(hub.delivered, 1, 'heartbeats are not counted as deliveries')
+  hub.heartbeat(hb)
+  t.same(busy.frames, [': heartbeat\n\n', 'id: 1-0\ndata: x\n\n', ': heartbeat\n\n'], 'idle again a tick later')
+})
+
+t.test('closeAll writes what is queued, then ends every stream', async t => {
+  const { hub, add, send } = setup()
+  const socks = [add(['a']), add([]), add(['b'])]
+  send(null, '1-0', 'last')
+  hub.closeAll()
+  t.ok(socks.every(s => s.ended))
+  t.ok(socks.every(s => s.seen.length === 1 && s.seen[0].endsWith('last')), 'the last event was not lost')
+  t.equal(hub.size, 0)
+  t.same(hub.logs(), [])
+})
+
+t.test('closeLog ends only the streams that read that log, after what was queued', async t => {
+  const { hub, add, send } = setup()
+  const a = add(['a'])
+  const ab = add(['a', 'b'])
+  const b = add(['b'])
+  const c = add(['c'])
+  send(['b'], '1-0', 'to b')
+  send(['c'], '2-0', 'to c')
+  hub.closeLog('b')
+  t.ok(ab.ended)
+  t.ok(b.ended)
+  t.notOk(a.ended)
+  t.notOk(c.ended)
+  t.same(b.seen, ['1-0 to b'], 'what was queued went out first')
+  t.same(c.seen, ['2-0 to c'])
+  t.equal(hub.size, 2)
+  t.notOk(hub.logs().includes('b'))
+  send(['a'], '3-0', 'a')
+  send(['b'], '4-0', 'b')
+  hub.flush()
+  t.same(a.seen, ['3-0 a'], 'the others carry on')
+  t.same(b.seen, ['1-0 to b'])
+  hub.closeLog('nobody-reads-this')
+  t.equal(hub.size, 2)
+})
+
+t.test('advance moves the head without writing anything', async t => {
+  const { hub, add, send } = setup()
+  const a = add(['a'])
+  send(['a'], null, 'during the outage')
+  hub.flush()
+  hub.advance('a', '5-0') // the same event, published once Redis came back
+  hub.advance('zzz', '6-0')
+  hub.flush()
+  t.same(a.seen, ['- during the outage'], 'advance writes nothing')
+  t.equal(hub.head('a'), '5-0')
+  t.equal(hub.head('zzz'), null, 'a log without readers has no head')
+  send(null, '7-0', 'all')
+  hub.flush()
+  t.same(a.seen, ['- during the outage', '5-0.7-0 all'], 'the next id carries the advanced head')
+})
+
+t.test('a local-only delivery (no position) is written without an id and does not move ids', async t => {
+  const { hub, add, send } = setup()
+  const a = add(['a'])
+  const all = add([])
+  send(['a'], '1-0', 'one')
+  send(['a'], null, 'local')
+  send(null, null, 'local to all')
+  send(null, '2-0', 'two')
+  hub.flush()
+  t.same(a.seen, ['1-0 one', '- local', '- local to all', '1-0.2-0 two'])
+  t.same(all.seen, ['- local to all', '2-0 two'])
+  t.equal(a.frames[1], 'data: local\n\n', 'no id line at all')
+  t.equal(hub.head('a'), '1-0')
 })

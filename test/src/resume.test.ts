@@ -1,115 +1,303 @@
-// resume() with a fake socket and bus: replay at the socket's pace, the gap signal, a
-// history that cannot be read, and the seam between replayed and live events.
+// A stream that comes back with a Last-Event-ID: what it is sent, from a fake bus's
+// per-log history, through a real hub, at the pace of a socket that fills up.
 import { EventEmitter } from 'node:events'
 import t from 'tap'
-import type { Bus, HistoryResult } from '../../src/bus/bus.js'
-import { encodeFrame, encodeReset } from '../../src/frame.js'
+import type { Bus, LogHistory, Outgoing, PublishResult } from '../../src/bus/bus.js'
+import { decodeCursor } from '../../src/cursor.js'
+import { compareIds } from '../../src/event-id.js'
 import { Client, Hub, type Delivery } from '../../src/hub.js'
 import { resume, type DrainableSink } from '../../src/resume.js'
 
 class FakeSocket extends EventEmitter implements DrainableSink {
-  writes: string[] = []
-  /** write() says the send buffer is full (until 'drain'). */
-  full = false
+  bufs: Buffer[] = []
   writableLength = 0
+  /** write() says "full" every `fullEvery` writes, and 'drain' comes a turn later. */
+  fullEvery = 0
+  drains = 0
+  ended = false
+  destroyed = false
   write (chunk: Buffer): boolean {
-    this.writes.push(chunk.toString())
-    return !this.full
+    this.bufs.push(chunk)
+    if (this.fullEvery === 0 || this.bufs.length % this.fullEvery !== 0) return true
+    this.writableLength = chunk.length
+    setImmediate(() => {
+      this.writableLength = 0
+      this.drains++
+      this.emit('drain')
+    })
+    return false
   }
 
-  end (): void {}
-  destroy (): void {}
+  end (): void { this.ended = true }
+  destroy (): void {
+    this.destroyed = true
+    this.emit('close')
+  }
+
+  get frames (): string[] { return this.bufs.map(b => b.toString()).join('').split(/(?<=\n\n)/).filter(x => x !== '') }
+  /** `<id or -> <data>` per frame. */
+  get seen (): string[] {
+    return this.frames.map(f => {
+      const id = /^id: (.*)$/m.exec(f)
+      const data = /^data: (.*)$/m.exec(f)
+      return `${id === null ? '-' : id[1]} ${data === null ? '?' : data[1]}`
+    })
+  }
+
+  /** The Last-Event-ID a browser would send after this: the last id written. */
+  get lastId (): string {
+    let last = ''
+    for (const f of this.frames) {
+      const id = /^id: (.*)$/m.exec(f)
+      if (id !== null) last = id[1]
+    }
+    return last
+  }
 }
 
-const ev = (id: string, topics: string[] | null = ['a']): Delivery => ({ id, topics, frame: encodeFrame(id, `data: ${id}\n\n`) })
+/** History per log, kept by hand; `history` can be made to wait or to fail. */
+class FakeBus implements Bus {
+  readonly mode = 'single' as const
+  readonly replayed = 0
+  readonly queued = 0
+  readonly logs = new Map<string, Delivery[]>()
+  /** Logs whose history says some of it was trimmed before what it holds. */
+  readonly trimmed = new Set<string>()
+  /** A log's answer, as is. */
+  readonly override = new Map<string, LogHistory>()
+  fail: Error | null = null
+  /** Resolved before history answers, when set. */
+  gate: Promise<void> | null = null
+  asked: Array<[string, string | null | undefined]> = []
 
-function busWith (history: () => Promise<HistoryResult>): Bus & { asked: Array<[string[], string]> } {
-  const asked: Array<[string[], string]> = []
+  add (...ds: Delivery[]): void {
+    for (const d of ds) {
+      const list = this.logs.get(d.log) ?? []
+      list.push(d)
+      this.logs.set(d.log, list)
+    }
+  }
+
+  async publish (_events: Outgoing[]): Promise<PublishResult> { throw new Error('not used') }
+  async history (log: string, after: string | null | undefined): Promise<LogHistory> {
+    this.asked.push([log, after])
+    if (this.gate !== null) await this.gate
+    if (this.fail !== null) throw this.fail
+    const fixed = this.override.get(log)
+    if (fixed !== undefined) return fixed
+    const list = this.logs.get(log) ?? []
+    const last = list.length === 0 ? null : list[list.length - 1].position
+    if (after === undefined) return { events: [], gap: true, last }
+    if (after === null) return { events: list.slice(), gap: this.trimmed.has(log), last }
+    const at = list.findIndex(d => d.position === after)
+    if (at !== -1) return { events: list.slice(at + 1), gap: false, last }
+    return { events: list.filter(d => compareIds(d.position!, after) > 0), gap: true, last }
+  }
+
+  watch (): void {}
+  unwatch (): void {}
+  async close (): Promise<void> {}
+}
+
+/**
+ * The copies of an event as the buses produce them: one position for every log (LocalBus),
+ * or one per log (RedisBus writes them in sorted topic order, so a later log's position is
+ * greater); each copy's priors are its positions in the logs that sort before its own.
+ */
+function event (topics: string[] | null, position: string | Record<string, string>, data: string): Delivery[] {
+  const logs = topics ?? ['*']
+  const body = Buffer.from(`data: ${data}\n\n`)
+  const at = (log: string): string => typeof position === 'string' ? position : position[log]
+  const sorted = [...logs].sort()
+  const several = logs.length > 1
+  return logs.map(log => ({
+    log,
+    position: at(log),
+    uid: several ? `u-${data}` : null,
+    topics,
+    priors: several ? sorted.slice(0, sorted.indexOf(log)).map(at).join(',') : null,
+    body
+  }))
+}
+
+function setup (): { hub: Hub, bus: FakeBus, connect: (topics: string[], lastEventId: string) => Promise<{ sock: FakeSocket, client: Client, err: Error | null }> } {
+  const bus = new FakeBus()
+  const hub: Hub = new Hub({ bufferBytes: 1 << 20, watch: log => queueMicrotask(() => hub.ready(log, undefined)), unwatch: () => {} })
   return {
-    mode: 'single',
-    replayed: 0,
-    queued: 0,
-    asked,
-    publish: async () => ({ ids: [], fanout: 'local' }),
-    history: async (topics, after) => { asked.push([topics, after]); return await history() },
-    close: async () => {}
+    hub,
+    bus,
+    async connect (topics, lastEventId) {
+      const sock = new FakeSocket()
+      const client = new Client(sock, topics)
+      const positions = decodeCursor(lastEventId, new Set(topics).size + 1)
+      if (positions === null) throw new Error(`bad id ${lastEventId}`)
+      const err = await resume(hub, bus, client, sock, positions)
+      hub.flush()
+      return { sock, client, err }
+    }
   }
 }
 
-const turn = async (): Promise<void> => { await new Promise(resolve => setImmediate(resolve)) }
-
-t.test('replays history after the id, waiting for drain when the socket is full, then goes live', async t => {
-  const hub = new Hub({ bufferBytes: 1 << 20 })
-  const socket = new FakeSocket()
-  const client = new Client(socket, ['a'])
-  const bus = busWith(async () => ({ events: [ev('2-0'), ev('3-0'), ev('4-0')], gap: false, last: '4-0' }))
-  socket.full = true
-  const done = resume(hub, bus, client, socket, '1-0')
-  await turn()
-  t.same(bus.asked, [[['a'], '1-0']], 'asked history for its topics after its id')
-  t.same(socket.writes, [ev('2-0').frame.toString()], 'one frame, then it waits for the socket')
-  hub.deliver(ev('3-0')) // live, while the replay runs: history has it too
-  hub.flush()
-  t.equal(socket.writes.length, 1, 'live events wait for the replay')
-  socket.full = false
-  socket.emit('drain')
-  t.equal(await done, null)
-  t.same(socket.writes, ['2-0', '3-0', '4-0'].map(id => ev(id).frame.toString()), 'the rest after drain')
-  hub.flush()
-  t.equal(socket.writes.length, 3, 'the held copy of a replayed event is dropped')
-  hub.deliver(ev('4-0')) // replayed from history before this instance got it live
-  hub.deliver(ev('5-0'))
-  hub.flush()
-  t.same(socket.writes.slice(3), [ev('5-0').frame.toString()], 'then only what is newer than the replay')
-  t.equal(hub.replayed, 3)
+t.test('replays across logs merged by position; an event of several topics once', async t => {
+  const { bus, connect } = setup()
+  bus.add(...event(['a'], '1-0', 'a1'))
+  bus.add(...event(['b'], '2-0', 'b1'))
+  bus.add(...event(null, '3-0', 'all'))
+  bus.add(...event(['a', 'b'], '4-0', 'ab'))
+  bus.add(...event(['b'], '5-0', 'b2'))
+  bus.add(...event(['a'], '6-0', 'a2'))
+  const { sock, err } = await connect(['b', 'a'], '') // nothing seen yet: all of it
+  t.equal(err, null)
+  t.same(sock.seen.map(x => x.split(' ')[1]), ['a1', 'b1', 'all', 'ab', 'b2', 'a2'])
+  t.same(sock.seen.map(x => x.split(' ')[0]).slice(0, 3), ['1-0', '1-0.2-0', '1-0.2-0.3-0'], 'ids are the cursor, log by log')
+  t.equal(sock.seen[5].split(' ')[0], '6-0.5-0.3-0')
 })
 
-t.test('a gap with nothing left to replay: a reset that moves the client to the newest id', async t => {
-  const hub = new Hub({ bufferBytes: 1 << 20 })
-  const socket = new FakeSocket()
-  const client = new Client(socket, ['a'])
-  t.equal(await resume(hub, busWith(async () => ({ events: [], gap: true, last: '9-0' })), client, socket, '1-0'), null)
-  t.same(socket.writes, [encodeReset('9-0', 'history').toString()])
-  t.match(socket.writes[0], /^id: 9-0\nevent: reset\n/)
-  hub.deliver(ev('9-0'))
-  hub.deliver(ev('10-0'))
+t.test('resuming from a position replays only what came after it in each log', async t => {
+  const { bus, connect } = setup()
+  bus.add(...event(['a'], '1-0', 'a1'))
+  bus.add(...event(['b'], '2-0', 'b1'))
+  bus.add(...event(['a'], '3-0', 'a2'))
+  bus.add(...event(null, '4-0', 'all'))
+  bus.add(...event(['b'], '5-0', 'b2'))
+  const { sock } = await connect(['a', 'b'], '1-0.2-0')
+  t.same(sock.seen, ['3-0.2-0 a2', '3-0.2-0.4-0 all', '3-0.5-0.4-0 b2'])
+  t.same(bus.asked.sort(), [['*', null], ['a', '1-0'], ['b', '2-0']], 'one history read per log; "" is nothing seen')
+})
+
+t.test('resuming from the last id written after a multi-topic event replays nothing again', async t => {
+  // The copies of an event of a and b, at one position (LocalBus) or two (RedisBus).
+  for (const [name, position] of [['one position', '4-0'], ['a position per log', { a: '4-0', b: '4-1' }]] as const) {
+    const { bus, connect } = setup()
+    bus.add(...event(['a'], '1-0', 'a1'))
+    bus.add(...event(['a', 'b'], position, 'ab'))
+    const first = await connect(['a', 'b'], '')
+    t.same(first.sock.seen.map(x => x.split(' ')[1]), ['a1', 'ab'], name)
+    const again = await connect(['a', 'b'], first.sock.lastId)
+    t.same(again.sock.seen, [], `${name}: back from ${JSON.stringify(first.sock.lastId)}, it had everything`)
+  }
+})
+
+t.test('a client that got a multi-topic event live and resumes from its id gets nothing again', async t => {
+  const { hub, bus, connect } = setup()
+  const { sock } = await connect(['a', 'b'], '')
+  const copies = event(['a', 'b'], { a: '7-0', b: '7-1' }, 'ab')
+  bus.add(...copies)
+  for (const d of copies) hub.deliver(d) // as RedisBus delivers them: a's copy, then b's
   hub.flush()
-  t.same(socket.writes.slice(1), [ev('10-0').frame.toString()], 'live from after that id')
-  t.equal(hub.replayed, 0, 'the reset is not a replayed event')
+  t.same(sock.seen.map(x => x.split(' ')[1]), ['ab'])
+  hub.remove(hub.clients.values().next().value!)
+  const again = await connect(['a', 'b'], sock.lastId)
+  t.same(again.sock.seen, [], `back from ${JSON.stringify(sock.lastId)}, it had everything`)
 })
 
-t.test('a gap before events still in history: a reset without id, then those events', async t => {
-  const hub = new Hub({ bufferBytes: 1 << 20 })
-  const socket = new FakeSocket()
-  const client = new Client(socket, ['a'])
-  await resume(hub, busWith(async () => ({ events: [ev('7-0'), ev('8-0')], gap: true, last: '8-0' })), client, socket, '1-0')
-  t.same(socket.writes, [encodeReset(null, 'history').toString(), ev('7-0').frame.toString(), ev('8-0').frame.toString()])
-  t.notMatch(socket.writes[0], /^id:/, 'the position moves with the replayed events instead')
+t.test('a gap writes a reset naming its topic, then what remains', async t => {
+  const { bus, connect } = setup()
+  bus.add(...event(['a'], '5-0', 'a5'))
+  bus.add(...event(['a'], '6-0', 'a6'))
+  bus.add(...event(['b'], '7-0', 'b7'))
+  bus.add(...event(null, '8-0', 'all'))
+  const { sock } = await connect(['a', 'b'], '1-0.7-0.8-0') // 1-0 was trimmed from a
+  t.same(sock.frames, [
+    'event: reset\ndata: {"reason":"history","topic":"a"}\n\n',
+    'id: 5-0.7-0.8-0\ndata: a5\n\n',
+    'id: 6-0.7-0.8-0\ndata: a6\n\n'
+  ])
 })
 
-t.test('history that cannot be read: reset history-unavailable, the error returned, and live events', async t => {
-  const hub = new Hub({ bufferBytes: 1 << 20 })
-  const socket = new FakeSocket()
-  const client = new Client(socket, ['a'])
-  const failure = await resume(hub, busWith(async () => { throw new Error('Redis is down') }), client, socket, '1-0')
-  t.equal(failure?.message, 'Redis is down')
-  t.same(socket.writes, ['event: reset\ndata: {"reason":"history-unavailable"}\n\n'])
-  hub.deliver(ev('2-0'))
+t.test('a gap with nothing after it: the reset\'s id moves the cursor past it', async t => {
+  const { hub, bus, connect } = setup()
+  // All of a expired: nothing left, but its newest position is known.
+  bus.override.set('a', { events: [], gap: true, last: '5-0' })
+  bus.trimmed.add('*')
+  bus.add(...event(null, '6-0', 'all'))
+  const { sock } = await connect(['a'], '1-0')
+  t.same(sock.frames, [
+    'id: 5-0\nevent: reset\ndata: {"reason":"history","topic":"a"}\n\n',
+    'event: reset\ndata: {"reason":"history"}\n\n',
+    'id: 5-0.6-0\ndata: all\n\n'
+  ], 'a: reset to its newest; the broadcasts: a reset naming no topic, then what remains')
+  for (const d of event(['a'], '7-0', 'a7')) hub.deliver(d)
   hub.flush()
-  t.same(socket.writes.slice(1), [ev('2-0').frame.toString()], 'the stream went live')
-  t.equal(hub.size, 1)
+  t.same(sock.seen.slice(3), ['7-0.6-0 a7'], 'then live')
 })
 
-t.test('a client that goes away during the replay gets nothing more', async t => {
-  const hub = new Hub({ bufferBytes: 1 << 20 })
-  const socket = new FakeSocket()
-  const client = new Client(socket, ['a'])
-  socket.full = true
-  const done = resume(hub, busWith(async () => ({ events: [ev('2-0'), ev('3-0')], gap: false, last: '3-0' })), client, socket, '1-0')
-  await turn()
+t.test('a position from the future (history lost, clock behind): reset, then the log\'s new events', async t => {
+  const { hub, bus, connect } = setup()
+  bus.add(...event(['a'], '5-0', 'a5'))
+  const { sock } = await connect(['a'], '9-0')
+  t.same(sock.frames, ['id: 5-0\nevent: reset\ndata: {"reason":"history","topic":"a"}\n\n'],
+    'the reset moves the cursor back to the log\'s newest position, behind the client\'s')
+  for (const d of event(['a'], '6-0', 'a6')) hub.deliver(d)
+  hub.flush()
+  t.same(sock.seen.slice(1), ['6-0 a6'], 'told of the gap, it must not then miss the events that follow it')
+})
+
+t.test('an id of other topics (more parts than logs) is a gap in every log', async t => {
+  const { bus, connect } = setup()
+  bus.add(...event(['a'], '5-0', 'a5'))
+  const { sock } = await connect(['a'], '1-0.2-0.3-0')
+  t.same(sock.frames, [
+    'id: 5-0\nevent: reset\ndata: {"reason":"history","topic":"a"}\n\n',
+    'id: 5-0\nevent: reset\ndata: {"reason":"history"}\n\n'
+  ], 'each reset carries the cursor: a at its newest, the empty broadcasts at nothing seen')
+  t.same(bus.asked.sort(), [['*', undefined], ['a', undefined]])
+})
+
+t.test('history failure writes a history-unavailable reset and goes live', async t => {
+  const { hub, bus, connect } = setup()
+  const other = await connect(['a'], '')
+  for (const d of event(['a'], '3-0', 'before')) hub.deliver(d)
+  hub.flush()
+  t.same(other.sock.seen, ['3-0 before'])
+  bus.fail = new Error('redis down')
+  const { sock, err } = await connect(['a'], '1-0')
+  t.equal(err?.message, 'redis down', 'the error is handed back')
+  t.same(sock.frames, ['id: 3-0\nevent: reset\ndata: {"reason":"history-unavailable"}\n\n'], 'from this instance\'s newest')
+  for (const d of event(['a'], '4-0', 'live')) hub.deliver(d)
+  hub.flush()
+  t.same(sock.seen.slice(1), ['4-0 live'], 'live from there')
+  t.equal(sock.bufs[sock.bufs.length - 1], other.sock.bufs[other.sock.bufs.length - 1], 'with the group\'s frames')
+})
+
+t.test('live events during the replay follow it, once each, at the socket\'s pace', async t => {
+  const { hub, bus, connect } = setup()
+  const other = await connect(['a'], '')
+  for (let i = 1; i <= 6; i++) bus.add(...event(['a'], `${i}-0`, `a${i}`))
+  let open!: () => void
+  bus.gate = new Promise(resolve => { open = resolve })
+  const pending = connect(['a'], '2-0')
+  const sock = (): FakeSocket => [...hub.clients].map(c => c.sink as FakeSocket).find(s => s !== other.sock)!
+  await new Promise(resolve => setImmediate(resolve))
+  sock().fullEvery = 2 // every other write fills the socket: the replay waits for 'drain'
+  for (const d of event(['a'], '5-0', 'a5')) hub.deliver(d) // live before history was read; history has it
+  open()
+  await new Promise(resolve => setImmediate(resolve))
+  for (const d of event(['a'], '6-0', 'a6')) hub.deliver(d) // live during the replay
+  for (const d of event(['a'], '7-0', 'a7')) hub.deliver(d) // newer than history
+  hub.flush()
+  const { sock: s, err } = await pending
+  for (const d of event(['a'], '8-0', 'a8')) hub.deliver(d)
+  hub.flush()
+  t.equal(err, null)
+  t.ok(s.drains > 0, 'the replay waited for the socket')
+  t.same(s.seen, ['3-0 a3', '4-0 a4', '5-0 a5', '6-0 a6', '7-0 a7', '8-0 a8'])
+  t.same(other.sock.seen, ['5-0 a5', '6-0 a6', '7-0 a7', '8-0 a8'])
+})
+
+t.test('a client that disconnects during the replay gets nothing more', async t => {
+  const { hub, bus, connect } = setup()
+  for (let i = 1; i <= 10; i++) bus.add(...event(['a'], `${i}-0`, `a${i}`))
+  const pending = connect(['a'], '1-0')
+  await new Promise(resolve => setImmediate(resolve))
+  const client = [...hub.clients][0]
+  const s = client.sink as FakeSocket
+  s.fullEvery = 2
+  await new Promise(resolve => setImmediate(resolve))
+  const before = s.bufs.length
   hub.remove(client)
-  socket.emit('close')
-  t.equal(await done, null)
-  t.equal(socket.writes.length, 1, 'the replay stopped')
+  s.destroy()
+  await pending
+  t.ok(s.bufs.length <= before + 1, `it stopped (${s.bufs.length} writes)`)
   t.equal(hub.size, 0)
 })
