@@ -47,8 +47,15 @@ async function fanout (fastify: FastifyInstance): Promise<void> {
       rejectWhenDegraded: cfg.PUBLISH_WHEN_DEGRADED === 'reject',
       listener,
       logs: () => hub.logs(),
-      onError: (err, what) => fastify.log.warn({ err: err.message }, `Redis ${what} failed`)
+      onError: (err, what) => fastify.log.warn({ err: err.message }, `Redis ${what} failed`),
+      // One line per change: what is missing, then that it is back.
+      onTrouble: reason => reason === null
+        ? fastify.log.info('Redis path proven: publish script, publish and this instance\'s subscription work; cluster-wide delivery')
+        : fastify.log.error({ reason }, `Redis path broken: ${reason}; delivering on this instance only`)
     })
+  // Connected at start: prove the path before taking requests (a few round trips), so the
+  // first /health and publish already know whether cluster-wide delivery works.
+  if (bus instanceof RedisBus && fastify.isRedisConnected()) await bus.prove()
   const heartbeat = encodeHeartbeat(cfg.HEARTBEAT_EVENT)
   const timer = setInterval(() => hub.heartbeat(heartbeat), cfg.HEARTBEAT_INTERVAL_MS).unref()
 

@@ -13,7 +13,7 @@ type Client = Redis | Cluster
 declare module 'fastify' {
   interface FastifyInstance {
     /** null in single-instance mode (no REDIS_URL). */
-    redis: { pub: Client, sub: Client, mode: 'standalone' | 'cluster', nodes: () => number } | null
+    redis: { pub: Client, sub: Client, mode: 'standalone' | 'cluster' | 'sentinel', nodes: () => number } | null
     isRedisConnected: () => boolean
   }
 }
@@ -52,20 +52,25 @@ function clientOptions (role: 'publisher' | 'subscriber'): RedisOptions {
   return options
 }
 
-/** "host:port" seeds: the URL's own, then REDIS_CLUSTER_NODES. */
-export function clusterSeeds (url: string, extra: string): Array<{ host: string, port: number }> {
-  const u = new URL(url)
-  const seeds = [{ host: u.hostname, port: Number(u.port === '' ? 6379 : u.port) }]
-  for (const node of splitList(extra)) {
+/** A "host:port,..." setting as nodes; a bad entry stops the start naming `name`. */
+export function hostPorts (setting: string, name: string): Array<{ host: string, port: number }> {
+  const nodes = []
+  for (const node of splitList(setting)) {
     const at = node.lastIndexOf(':')
     const port = Number(node.slice(at + 1))
-    if (at <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`REDIS_CLUSTER_NODES: "${node}" is not host:port`)
-    seeds.push({ host: node.slice(0, at).replace(/^\[|\]$/g, ''), port })
+    if (at <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${name}: "${node}" is not host:port`)
+    nodes.push({ host: node.slice(0, at).replace(/^\[|\]$/g, ''), port })
   }
-  return seeds
+  return nodes
 }
 
-function createCluster (url: string, extra: string, role: 'publisher' | 'subscriber', log: FastifyBaseLogger): Cluster {
+/** Cluster seeds: the URL's own node, then REDIS_CLUSTER_NODES. */
+export function clusterSeeds (url: string, extra: string): Array<{ host: string, port: number }> {
+  const u = new URL(url)
+  return [{ host: u.hostname, port: Number(u.port === '' ? 6379 : u.port) }, ...hostPorts(extra, 'REDIS_CLUSTER_NODES')]
+}
+
+function createCluster (url: string, extra: string, role: 'publisher' | 'subscriber', outage: Outage): Cluster {
   const u = new URL(url)
   const node = clientOptions(role)
   delete node.lazyConnect
@@ -89,27 +94,86 @@ function createCluster (url: string, extra: string, role: 'publisher' | 'subscri
     maxRedirections: 16,
     ...(u.protocol === 'rediss:' && { dnsLookup: (address: string, callback: (err: Error | null, address: string) => void) => callback(null, address) })
   }
-  return watchOutages(new Cluster(clusterSeeds(url, extra), options), role, log)
+  return outage.watch(new Cluster(clusterSeeds(url, extra), options), role)
 }
 
-function createClient (url: string, role: 'publisher' | 'subscriber', log: FastifyBaseLogger): Redis {
-  return watchOutages(new Redis(url, clientOptions(role)), role, log)
+/** Sentinel: the master the sentinels name, followed through failovers; REDIS_URL's credentials and TLS. */
+async function sentinelMode (fastify: FastifyInstance, sentinels: string[]): Promise<void> {
+  const cfg = fastify.config
+  if (cfg.REDIS_SENTINEL_NAME === '') throw new Error('REDIS_SENTINELS needs REDIS_SENTINEL_NAME (the master name the sentinels monitor)')
+  const seeds = hostPorts(cfg.REDIS_SENTINELS, 'REDIS_SENTINELS')
+  const u = cfg.REDIS_URL === '' ? null : new URL(cfg.REDIS_URL)
+  const outage = new Outage(fastify.log)
+  outage.logged = true
+  const create = (role: 'publisher' | 'subscriber'): Redis => {
+    const options: RedisOptions = {
+      ...clientOptions(role),
+      sentinels: seeds,
+      name: cfg.REDIS_SENTINEL_NAME,
+      // On a lost connection ioredis asks the sentinels for the master again. (Its
+      // failoverDetector keeps sentinel connections that quit() leaves open.)
+      ...(u !== null && u.username !== '' && { username: decodeURIComponent(u.username) }),
+      ...(u !== null && u.password !== '' && { password: decodeURIComponent(u.password), sentinelPassword: decodeURIComponent(u.password) }),
+      ...(u?.protocol === 'rediss:' && { tls: {}, enableTLSForSentinelMode: true })
+    }
+    return outage.watch(new Redis(options), role)
+  }
+  const pub = create('publisher')
+  const sub = create('subscriber')
+  await Promise.all([connectWithin(pub, cfg.REDIS_CONNECT_TIMEOUT_MS), connectWithin(sub, cfg.REDIS_CONNECT_TIMEOUT_MS)])
+  if (pub.status !== 'ready' || sub.status !== 'ready') {
+    fastify.log.warn({ sentinels, name: cfg.REDIS_SENTINEL_NAME, err: outage.lastError }, `Redis unreachable at start (${outage.lastError === '' ? 'no answer' : outage.lastError}): degraded, delivering on this instance only until it connects`)
+  } else {
+    outage.logged = false
+    fastify.log.info({ sentinels, name: cfg.REDIS_SENTINEL_NAME }, 'Redis connected (sentinel)')
+  }
+  fastify.decorate('redis', { pub, sub, mode: 'sentinel' as const, nodes: () => pub.status === 'ready' ? 1 : 0 })
+  fastify.decorate('isRedisConnected', () => pub.status === 'ready' && sub.status === 'ready')
+  fastify.addHook('onClose', async () => {
+    await Promise.all([quit(pub), quit(sub)])
+  })
 }
 
-function watchOutages<T extends Client> (client: T, role: string, log: FastifyBaseLogger): T {
-  // 'error' fires on every retry: log the first of an outage and its end, nothing between.
-  let down = false
-  client.on('error', (err: Error) => {
-    if (down) return
-    down = true
-    log.warn({ role, err: err.message }, 'Redis connection lost; retrying in the background')
-  })
-  client.on('ready', () => {
-    if (!down) return
-    down = false
-    log.info({ role }, 'Redis connection restored')
-  })
-  return client
+function createClient (url: string, role: 'publisher' | 'subscriber', outage: Outage): Redis {
+  return outage.watch(new Redis(url, clientOptions(role)), role)
+}
+
+/** One instance's view of its Redis outages: one log line when lost, one when back. */
+class Outage {
+  private readonly down = new Set<string>()
+  /** Set while an outage is logged (or the start reported it). */
+  logged = false
+  lastError = ''
+  constructor (private readonly log: FastifyBaseLogger) {}
+
+  watch<T extends Client> (client: T, role: string): T {
+    // 'error' fires on every retry: only the first of an outage is logged.
+    client.on('error', (err: Error & { lastNodeError?: Error }) => {
+      this.down.add(role)
+      this.lastError = err.lastNodeError?.message ?? err.message
+      if (this.logged) return
+      this.logged = true
+      this.log.warn({ err: this.lastError }, 'Redis connection lost; retrying in the background')
+    })
+    client.on('ready', () => {
+      this.down.delete(role)
+      if (!this.logged || this.down.size > 0) return
+      this.logged = false
+      this.log.info('Redis connection restored')
+    })
+    return client
+  }
+}
+
+/** maxmemory-policy of each master; none where CONFIG is refused (managed services). */
+async function evictionPolicies (client: Client): Promise<string[]> {
+  const masters = client instanceof Cluster ? client.nodes('master') : [client]
+  const out: string[] = []
+  for (const node of masters) {
+    const reply = await node.config('GET', 'maxmemory-policy').catch(() => []) as string[]
+    if (reply.length === 2) out.push(reply[1])
+  }
+  return out
 }
 
 async function connectWithin (client: Client, ms: number): Promise<void> {
@@ -129,6 +193,11 @@ async function quit (client: Client): Promise<void> {
 
 async function redis (fastify: FastifyInstance): Promise<void> {
   const url = fastify.config.REDIS_URL
+  const sentinels = splitList(fastify.config.REDIS_SENTINELS)
+  if (sentinels.length > 0) {
+    await sentinelMode(fastify, sentinels)
+    return
+  }
   if (url === '') {
     fastify.log.warn(SINGLE_MODE_WARNING)
     fastify.decorate('redis', null)
@@ -140,9 +209,12 @@ async function redis (fastify: FastifyInstance): Promise<void> {
   let mode: 'standalone' | 'cluster' = cfg.REDIS_MODE === 'cluster' || splitList(cfg.REDIS_CLUSTER_NODES).length > 0 ? 'cluster' : 'standalone'
   let pub: Client
   let sub: Client
+  // The start reports its own outcome in one line: errors while connecting are not logged apart.
+  const outage = new Outage(fastify.log)
+  outage.logged = true
   if (mode === 'standalone') {
-    pub = createClient(url, 'publisher', fastify.log)
-    sub = createClient(url, 'subscriber', fastify.log)
+    pub = createClient(url, 'publisher', outage)
+    sub = createClient(url, 'subscriber', outage)
     await Promise.all([connectWithin(pub, timeout), connectWithin(sub, timeout)])
     // auto: a Redis Cluster node says cluster_enabled:1 (one unreachable at start is taken
     // for one Redis: set REDIS_MODE=cluster or REDIS_CLUSTER_NODES to be sure).
@@ -153,18 +225,30 @@ async function redis (fastify: FastifyInstance): Promise<void> {
     }
   }
   if (mode === 'cluster') {
-    pub = createCluster(url, cfg.REDIS_CLUSTER_NODES, 'publisher', fastify.log)
-    sub = createCluster(url, cfg.REDIS_CLUSTER_NODES, 'subscriber', fastify.log)
+    pub = createCluster(url, cfg.REDIS_CLUSTER_NODES, 'publisher', outage)
+    sub = createCluster(url, cfg.REDIS_CLUSTER_NODES, 'subscriber', outage)
     await Promise.all([connectWithin(pub, timeout), connectWithin(sub, timeout)])
   }
   pub = pub!
   sub = sub!
   const nodes = (): number => pub instanceof Cluster ? pub.nodes('master').length : (pub.status === 'ready' ? 1 : 0)
   if (pub.status !== 'ready' || sub.status !== 'ready') {
-    fastify.log.warn({ redis: redactUrl(url), mode }, 'Redis unreachable at start: degraded, delivering on this instance only until it connects')
+    fastify.log.warn({ redis: redactUrl(url), mode, err: outage.lastError }, `Redis unreachable at start (${outage.lastError === '' ? 'no answer' : outage.lastError}): degraded, delivering on this instance only until it connects`)
   } else {
-    fastify.log.info({ redis: redactUrl(url), mode, masters: nodes() }, `Redis connected (${mode}): cluster-wide delivery`)
+    outage.logged = false
+    fastify.log.info({ redis: redactUrl(url), mode, masters: nodes() }, `Redis connected (${mode})`)
   }
+  // Once, at the first connection: a policy that can evict the history is worth one line.
+  const checkEviction = (): void => {
+    evictionPolicies(pub).then(policies => {
+      const risky = [...new Set(policies.filter(p => p !== 'noeviction'))]
+      if (risky.length > 0) {
+        fastify.log.warn({ maxmemoryPolicy: risky.join(',') }, `Redis maxmemory-policy is ${risky.join(', ')}: under memory pressure Redis may evict the history (its keys expire, so volatile-* policies evict them too); resumes then get a reset. Use maxmemory-policy noeviction`)
+      }
+    }, () => {})
+  }
+  if (pub.status === 'ready') checkEviction()
+  else pub.once('ready', checkEviction)
   fastify.decorate('redis', { pub, sub, mode, nodes })
   fastify.decorate('isRedisConnected', () => pub.status === 'ready' && sub.status === 'ready')
   fastify.addHook('onClose', async () => {

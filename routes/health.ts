@@ -5,8 +5,10 @@ export default async function healthRoute (fastify: FastifyInstance): Promise<vo
   const configured = fastify.redis !== null
   fastify.get('/health', async () => {
     const connected = fastify.isRedisConnected()
+    const trouble = fastify.bus.trouble
     return {
-      status: configured && !connected ? 'degraded' : 'ok',
+      status: trouble !== null ? 'degraded' : 'ok',
+      ...(trouble !== null && { reason: trouble }),
       mode: configured ? 'cluster' : 'single',
       redis: configured
         ? { configured, connected, mode: fastify.redis!.mode, masters: fastify.redis!.nodes() }

@@ -11,6 +11,8 @@ export const configSchema = Type.Object({
   REDIS_URL: Type.String({ pattern: '^(rediss?://.+)?$', default: '', description: 'redis:// or rediss:// URL, optional user:password@; empty = single-instance mode' }),
   REDIS_MODE: Type.Enum(['auto', 'standalone', 'cluster'], { default: 'auto', description: 'One Redis or a Redis Cluster; auto asks the server at connect (cluster_enabled)' }),
   REDIS_CLUSTER_NODES: Type.String({ pattern: '^([^,\\s]+:\\d{1,5})?(,[^,\\s]+:\\d{1,5})*$', default: '', description: 'More cluster seed nodes besides REDIS_URL\'s, host:port comma-separated (implies cluster mode)' }),
+  REDIS_SENTINELS: Type.String({ pattern: '^([^,\\s]+:\\d{1,5})?(,[^,\\s]+:\\d{1,5})*$', default: '', description: 'Redis Sentinel nodes, host:port comma-separated: the master is the one they name (REDIS_URL then gives only user, password and TLS)' }),
+  REDIS_SENTINEL_NAME: Type.String({ default: '', description: 'The master name the sentinels monitor (with REDIS_SENTINELS)' }),
   REDIS_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', default: 'sse:', description: 'Prefix of every Redis key and channel' }),
   REDIS_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 1000, description: 'How long the start waits for Redis before going on degraded' }),
   PUBLISH_WHEN_DEGRADED: Type.Enum(['local', 'reject'], { default: 'local', description: 'Redis down: deliver on this instance only (local) or answer 503 (reject)' }),

@@ -44,6 +44,8 @@ export interface Bus {
   readonly replayed: number
   /** Events accepted during an outage, waiting to reach the other instances. */
   readonly queued: number
+  /** Why this instance cannot deliver cluster-wide now (null: it can, or it is alone). */
+  readonly trouble: string | null
   publish (events: Outgoing[]): Promise<PublishResult>
   /**
    * `log` after `after`: a position, null (nothing seen: the log was empty when the reader
@@ -59,10 +61,10 @@ export interface Bus {
 
 /** Raised when Redis is configured but down and the service is set to refuse publishes. */
 export class DegradedError extends Error {
-  constructor (outboxLimit?: number) {
+  constructor (outboxLimit?: number, why = 'Redis is unreachable') {
     super(outboxLimit === undefined
-      ? 'Redis is unreachable and PUBLISH_WHEN_DEGRADED=reject: retry later'
-      : `Redis is unreachable and ${outboxLimit} events already wait for it (OUTBOX_MAX_EVENTS): retry later`)
+      ? `${why} and PUBLISH_WHEN_DEGRADED=reject: retry later`
+      : `${why} and ${outboxLimit} events already wait for it (OUTBOX_MAX_EVENTS): retry later`)
     this.name = 'DegradedError'
   }
 }

@@ -16,6 +16,7 @@ export class LocalBus implements Bus {
   readonly mode = 'single' as const
   readonly replayed = 0
   readonly queued = 0
+  readonly trouble = null
   private readonly clock = new IdClock()
   private readonly recent: MemoryHistory
   private readonly listener: BusListener

@@ -35,6 +35,8 @@ export interface RedisBusOptions {
   /** The logs local clients read: what to catch up on after an outage. */
   logs: () => string[]
   onError: (err: Error, what: string) => void
+  /** The path proof found a problem (its reason), or it went away (null). */
+  onTrouble: (reason: string | null) => void
 }
 
 /** One log this instance reads. */
@@ -97,6 +99,69 @@ export class RedisBus implements Bus {
       this.drainOutbox()
       this.resubscribeAll()
     })
+    for (const c of [opts.pub, opts.sub]) {
+      c.on('ready', () => this.scheduleProof())
+    }
+  }
+
+  /** Why this instance cannot deliver cluster-wide now, or null when it can. */
+  get trouble (): string | null {
+    if (this.pub.status !== 'ready' || this.opts.sub.status !== 'ready') return 'Redis is not connected'
+    return this.problem
+  }
+
+  /**
+   * Proves the whole path once: subscribe to a log of this instance's own, publish an
+   * event to it through the publish script, and receive it. What fails is the reason
+   * /health gives, and the one log line an operator needs (NOPERM, a script refused...).
+   */
+  async prove (): Promise<string | null> {
+    const log = `*probe:${this.opts.instanceId}`
+    const key = logKey(this.opts.prefix, log)
+    const sub = this.opts.sub as Redis
+    let problem: string | null = null
+    let timer: NodeJS.Timeout | undefined
+    try {
+      try {
+        await sub.ssubscribe(key)
+      } catch (err) {
+        throw new Error(`subscribing (SSUBSCRIBE) is refused: ${(err as Error).message}`)
+      }
+      const received = new Promise<void>((resolve, reject) => {
+        this.probeArrived = resolve
+        timer = setTimeout(() => reject(new Error('this instance\'s own subscription did not receive its probe event within 10 s')), 10_000)
+      })
+      try {
+        await this.pub.ssePublish(key, 1, 60_000, pack([{ event: { topics: [log], body: 'data: probe\n\n' }, uid: '', priors: '' }], this.opts.instanceId))
+      } catch (err) {
+        throw new Error(`the publish script (EVAL/EVALSHA, XADD, XTRIM, PEXPIRE, SPUBLISH) is refused: ${(err as Error).message}`)
+      }
+      await received
+    } catch (err) {
+      problem = (err as Error).message
+    } finally {
+      clearTimeout(timer)
+      this.probeArrived = null
+      if (sub.status === 'ready') sub.sunsubscribe(key).catch(() => {})
+    }
+    const before = this.problem
+    this.problem = problem
+    if (problem !== before) this.opts.onTrouble(problem)
+    if (problem === null) this.drainOutbox()
+    return problem
+  }
+
+  private probeArrived: (() => void) | null = null
+  private problem: string | null = null
+  private proofTimer: NodeJS.Timeout | null = null
+
+  private scheduleProof (): void {
+    if (this.proofTimer !== null || this.closing) return
+    this.proofTimer = setTimeout(() => {
+      this.proofTimer = null
+      if (this.pub.status !== 'ready' || this.opts.sub.status !== 'ready' || this.closing) return
+      this.prove().catch(() => {})
+    }, 50).unref()
   }
 
   get queued (): number {
@@ -105,8 +170,24 @@ export class RedisBus implements Bus {
 
   async publish (events: Outgoing[]): Promise<PublishResult> {
     // While the outbox drains, new events queue behind it to keep this instance's order.
-    if (this.pub.status !== 'ready' || this.outbox.length > 0) return this.publishLocal(events)
-    return { ids: await this.enqueue(events), fanout: 'cluster' }
+    // Without its own subscription this instance's clients would miss the event: it is
+    // delivered here, and published from the outbox once the path is back.
+    if (this.pub.status !== 'ready' || this.opts.sub.status !== 'ready' || this.outbox.length > 0 || this.problem !== null) return this.publishLocal(events)
+    try {
+      return { ids: await this.enqueue(events), fanout: 'cluster' }
+    } catch (err) {
+      // A refusal from Redis, not a lost connection: health says so until a proof passes.
+      if (/NOPERM|can't run this command|NOSCRIPT|READONLY|OOM|CROSSSLOT|ERR/.test((err as Error).message)) this.scheduleProofSoon()
+      throw err
+    }
+  }
+
+  private scheduleProofSoon (): void {
+    if (this.problem === null) {
+      this.problem = 'publishing through Redis fails'
+      this.opts.onTrouble(this.problem)
+    }
+    this.scheduleProof()
   }
 
   async history (log: string, after: string | null | undefined): Promise<LogHistory> {
@@ -152,6 +233,7 @@ export class RedisBus implements Bus {
 
   async close (): Promise<void> {
     this.closing = true
+    if (this.proofTimer !== null) clearTimeout(this.proofTimer)
     for (const w of this.watches.values()) if (w.linger !== null) clearTimeout(w.linger)
     const sub = this.opts.sub as Redis
     const channels = [...this.watches.keys()].map(log => logKey(this.opts.prefix, log))
@@ -272,7 +354,7 @@ export class RedisBus implements Bus {
   // Redis down: deliver here now (no id: nothing to resume from) and keep the event for
   // the other instances, published when Redis is back.
   private publishLocal (events: Outgoing[]): PublishResult {
-    if (this.opts.rejectWhenDegraded && this.pub.status !== 'ready') throw new DegradedError()
+    if (this.opts.rejectWhenDegraded && this.trouble !== null) throw new DegradedError(undefined, this.trouble)
     if (this.outbox.length + events.length > this.opts.outboxLimit) throw new DegradedError(this.opts.outboxLimit)
     for (const e of events) {
       this.outbox.push(e)
@@ -286,7 +368,7 @@ export class RedisBus implements Bus {
   }
 
   private drainOutbox (): void {
-    if (this.draining || this.outbox.length === 0 || this.pub.status !== 'ready') return
+    if (this.draining || this.outbox.length === 0 || this.pub.status !== 'ready' || this.problem !== null) return
     this.draining = true
     this.drain().catch(err => this.opts.onError(err, 'outbox publish')).finally(() => { this.draining = false })
   }
@@ -303,6 +385,10 @@ export class RedisBus implements Bus {
   private onMessage (channel: Buffer, message: Buffer): void {
     const log = keyLog(this.opts.prefix, channel.toString())
     if (log === null) return
+    if (log.startsWith('*probe:')) {
+      if (log === `*probe:${this.opts.instanceId}`) this.probeArrived?.()
+      return
+    }
     const w = this.watches.get(log)
     if (w === undefined) return
     if (w.held !== null) {
