@@ -39,6 +39,7 @@ async function fanout (fastify: FastifyInstance): Promise<void> {
     : new RedisBus({
       pub: fastify.redis.pub,
       sub: fastify.redis.sub,
+      reader: fastify.redis.reader,
       prefix: cfg.REDIS_PREFIX,
       instanceId: fastify.instanceId,
       outboxLimit: cfg.OUTBOX_MAX_EVENTS,

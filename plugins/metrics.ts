@@ -28,6 +28,7 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     () => bus.queued)
   gauge('sse_redis_connected', '1 when both Redis connections are up, else 0', () => fastify.isRedisConnected() ? 1 : 0)
   gauge('sse_redis_masters', 'Redis masters this instance sees: 1 for one Redis, the masters of a Redis Cluster, 0 without Redis', () => fastify.redis?.nodes() ?? 0)
+  total('sse_history_reads_total', 'History reads sent to Redis (a reconnect storm\'s resumes of one topic in one turn share one)', () => bus.historyReads)
   gauge('sse_topics_read', 'Logs (topics, and the broadcasts) local clients read: what this instance is subscribed to', () => hub.logs().length)
   total('sse_events_delivered_total', 'Frames written to client streams', () => hub.delivered)
   total('sse_events_dropped_total', 'Frames a slow client was cut off with: the last write that overflowed its buffer, or the events held for it (bytes already in its socket are not counted)', () => hub.dropped)

@@ -13,7 +13,7 @@ type Client = Redis | Cluster
 declare module 'fastify' {
   interface FastifyInstance {
     /** null in single-instance mode (no REDIS_URL). */
-    redis: { pub: Client, sub: Client, mode: 'standalone' | 'cluster' | 'sentinel', nodes: () => number } | null
+    redis: { pub: Client, sub: Client, reader: Client, mode: 'standalone' | 'cluster' | 'sentinel', nodes: () => number } | null
     isRedisConnected: () => boolean
   }
 }
@@ -31,7 +31,10 @@ export function redactUrl (url: string): string {
   }
 }
 
-function clientOptions (role: 'publisher' | 'subscriber'): RedisOptions {
+/** publisher: publishes (short timeout); subscriber: subscriptions; reader: history reads (a resume storm's big replies, off the publisher's connection). */
+type Role = 'publisher' | 'subscriber' | 'reader'
+
+function clientOptions (role: Role): RedisOptions {
   const options: RedisOptions = {
     lazyConnect: true,
     enableOfflineQueue: false,
@@ -43,6 +46,8 @@ function clientOptions (role: 'publisher' | 'subscriber'): RedisOptions {
     retryStrategy: times => Math.min(100 * 2 ** Math.min(times, 4), 2000),
     connectionName: `sse-fanout-${role}`
   }
+  // Long enough for a big history reply under a reconnect storm, short of forever.
+  if (role === 'reader') options.commandTimeout = 30_000
   if (role === 'publisher') {
     // A frozen Redis must not hang publishers; a subscriber just waits for messages.
     options.commandTimeout = 2000
@@ -70,7 +75,7 @@ export function clusterSeeds (url: string, extra: string): Array<{ host: string,
   return [{ host: u.hostname, port: Number(u.port === '' ? 6379 : u.port) }, ...hostPorts(extra, 'REDIS_CLUSTER_NODES')]
 }
 
-function createCluster (url: string, extra: string, role: 'publisher' | 'subscriber', outage: Outage): Cluster {
+function createCluster (url: string, extra: string, role: Role, outage: Outage): Cluster {
   const u = new URL(url)
   const node = clientOptions(role)
   delete node.lazyConnect
@@ -105,7 +110,7 @@ async function sentinelMode (fastify: FastifyInstance, sentinels: string[]): Pro
   const u = cfg.REDIS_URL === '' ? null : new URL(cfg.REDIS_URL)
   const outage = new Outage(fastify.log)
   outage.logged = true
-  const create = (role: 'publisher' | 'subscriber'): Redis => {
+  const create = (role: Role): Redis => {
     const options: RedisOptions = {
       ...clientOptions(role),
       sentinels: seeds,
@@ -120,21 +125,22 @@ async function sentinelMode (fastify: FastifyInstance, sentinels: string[]): Pro
   }
   const pub = create('publisher')
   const sub = create('subscriber')
-  await Promise.all([connectWithin(pub, cfg.REDIS_CONNECT_TIMEOUT_MS), connectWithin(sub, cfg.REDIS_CONNECT_TIMEOUT_MS)])
+  const reader = create('reader')
+  await Promise.all([pub, sub, reader].map(async c => await connectWithin(c, cfg.REDIS_CONNECT_TIMEOUT_MS)))
   if (pub.status !== 'ready' || sub.status !== 'ready') {
     fastify.log.warn({ sentinels, name: cfg.REDIS_SENTINEL_NAME, err: outage.lastError }, `Redis unreachable at start (${outage.lastError === '' ? 'no answer' : outage.lastError}): degraded, delivering on this instance only until it connects`)
   } else {
     outage.logged = false
     fastify.log.info({ sentinels, name: cfg.REDIS_SENTINEL_NAME }, 'Redis connected (sentinel)')
   }
-  fastify.decorate('redis', { pub, sub, mode: 'sentinel' as const, nodes: () => pub.status === 'ready' ? 1 : 0 })
-  fastify.decorate('isRedisConnected', () => pub.status === 'ready' && sub.status === 'ready')
+  fastify.decorate('redis', { pub, sub, reader, mode: 'sentinel' as const, nodes: () => pub.status === 'ready' ? 1 : 0 })
+  fastify.decorate('isRedisConnected', () => pub.status === 'ready' && sub.status === 'ready' && reader.status === 'ready')
   fastify.addHook('onClose', async () => {
-    await Promise.all([quit(pub), quit(sub)])
+    await Promise.all([quit(pub), quit(sub), quit(reader)])
   })
 }
 
-function createClient (url: string, role: 'publisher' | 'subscriber', outage: Outage): Redis {
+function createClient (url: string, role: Role, outage: Outage): Redis {
   return outage.watch(new Redis(url, clientOptions(role)), role)
 }
 
@@ -209,28 +215,33 @@ async function redis (fastify: FastifyInstance): Promise<void> {
   let mode: 'standalone' | 'cluster' = cfg.REDIS_MODE === 'cluster' || splitList(cfg.REDIS_CLUSTER_NODES).length > 0 ? 'cluster' : 'standalone'
   let pub: Client
   let sub: Client
+  let reader: Client
   // The start reports its own outcome in one line: errors while connecting are not logged apart.
   const outage = new Outage(fastify.log)
   outage.logged = true
   if (mode === 'standalone') {
     pub = createClient(url, 'publisher', outage)
     sub = createClient(url, 'subscriber', outage)
-    await Promise.all([connectWithin(pub, timeout), connectWithin(sub, timeout)])
+    reader = createClient(url, 'reader', outage)
+    await Promise.all([pub, sub, reader].map(async c => await connectWithin(c, timeout)))
     // auto: a Redis Cluster node says cluster_enabled:1 (one unreachable at start is taken
     // for one Redis: set REDIS_MODE=cluster or REDIS_CLUSTER_NODES to be sure).
     if (cfg.REDIS_MODE === 'auto' && pub.status === 'ready' && /cluster_enabled:1/.test(await pub.info('cluster').catch(() => ''))) {
       pub.disconnect()
       sub.disconnect()
+      reader.disconnect()
       mode = 'cluster'
     }
   }
   if (mode === 'cluster') {
     pub = createCluster(url, cfg.REDIS_CLUSTER_NODES, 'publisher', outage)
     sub = createCluster(url, cfg.REDIS_CLUSTER_NODES, 'subscriber', outage)
-    await Promise.all([connectWithin(pub, timeout), connectWithin(sub, timeout)])
+    reader = createCluster(url, cfg.REDIS_CLUSTER_NODES, 'reader', outage)
+    await Promise.all([pub, sub, reader].map(async c => await connectWithin(c, timeout)))
   }
   pub = pub!
   sub = sub!
+  reader = reader!
   const nodes = (): number => pub instanceof Cluster ? pub.nodes('master').length : (pub.status === 'ready' ? 1 : 0)
   if (pub.status !== 'ready' || sub.status !== 'ready') {
     fastify.log.warn({ redis: redactUrl(url), mode, err: outage.lastError }, `Redis unreachable at start (${outage.lastError === '' ? 'no answer' : outage.lastError}): degraded, delivering on this instance only until it connects`)
@@ -249,10 +260,10 @@ async function redis (fastify: FastifyInstance): Promise<void> {
   }
   if (pub.status === 'ready') checkEviction()
   else pub.once('ready', checkEviction)
-  fastify.decorate('redis', { pub, sub, mode, nodes })
-  fastify.decorate('isRedisConnected', () => pub.status === 'ready' && sub.status === 'ready')
+  fastify.decorate('redis', { pub, sub, reader, mode, nodes })
+  fastify.decorate('isRedisConnected', () => pub.status === 'ready' && sub.status === 'ready' && reader.status === 'ready')
   fastify.addHook('onClose', async () => {
-    await Promise.all([quit(pub), quit(sub)])
+    await Promise.all([quit(pub), quit(sub), quit(reader)])
   })
 }
 

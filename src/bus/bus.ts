@@ -44,6 +44,8 @@ export interface Bus {
   readonly replayed: number
   /** Events accepted during an outage, waiting to reach the other instances. */
   readonly queued: number
+  /** History reads sent to the store. */
+  readonly historyReads: number
   /** Why this instance cannot deliver cluster-wide now (null: it can, or it is alone). */
   readonly trouble: string | null
   publish (events: Outgoing[]): Promise<PublishResult>

@@ -17,6 +17,7 @@ export class LocalBus implements Bus {
   readonly replayed = 0
   readonly queued = 0
   readonly trouble = null
+  historyReads = 0
   private readonly clock = new IdClock()
   private readonly recent: MemoryHistory
   private readonly listener: BusListener
@@ -49,6 +50,7 @@ export class LocalBus implements Bus {
   }
 
   async history (log: string, after: string | null | undefined): Promise<LogHistory> {
+    this.historyReads++
     return this.recent.read(log, after)
   }
 

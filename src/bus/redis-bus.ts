@@ -22,6 +22,8 @@ type Client = (Redis | Cluster) & BusCommands
 export interface RedisBusOptions {
   pub: Redis | Cluster
   sub: Redis | Cluster
+  /** History reads, off the publisher's connection (and its short timeout). */
+  reader?: Redis | Cluster
   prefix: string
   /** Tags the events this instance delivered itself while Redis was down. */
   instanceId: string
@@ -56,12 +58,20 @@ interface Watch {
 }
 
 interface Pending { event: Outgoing, waiter: Waiter, index: number }
+interface SharedRead {
+  log: string
+  /** The oldest position of its sharers ('' for those that saw nothing of the log). */
+  from: string
+  sharers: Array<{ after: string, resolve: (r: HistoryReply) => void, reject: (err: Error) => void }>
+}
 interface Waiter { ids: Array<string | null>, left: number, failed: Error | null, resolve: (ids: Array<string | null>) => void, reject: (err: Error) => void }
 
 /** Events per script call, past which a turn's publishes to one log go as several calls. */
 const CALL_EVENTS = 256
 /** How long a log without readers stays subscribed: reconnecting clients find it ready. */
 const LINGER_MS = 2000
+/** How long a history read waits for other resumes of its log to join it, in a storm. */
+const STORM_WAIT_MS = 50
 /** How long a new stream waits for its topics' subscription before it opens anyway. */
 const SUBSCRIBE_WAIT_MS = 2000
 
@@ -69,6 +79,15 @@ export class RedisBus implements Bus {
   readonly mode = 'cluster' as const
   private readonly opts: RedisBusOptions
   private readonly pub: Client
+  private readonly reader: Client
+  /** History reads waiting for a slot, by log: resumes join them. */
+  private readonly waiting = new Map<string, SharedRead>()
+  private readonly lastRead = new Map<string, number>()
+  /** History reads in flight, and those waiting for a slot. */
+  private reading = 0
+  private readonly readQueue: Array<() => void> = []
+  /** Reads so far, for /metrics (a storm's cost). */
+  historyReads = 0
   private readonly watches = new Map<string, Watch>()
   /** Events delivered here during an outage, to be published once Redis is back. */
   private readonly outbox: Outgoing[] = []
@@ -78,7 +97,7 @@ export class RedisBus implements Bus {
   /** Turns that must go one after the other (they have events of several topics). */
   private tail: Promise<void> = Promise.resolve()
   private pending = 0
-  private readonly reader = new MessageReader()
+  private readonly records = new MessageReader()
   private readonly uidStem = randomBytes(4).toString('hex')
   private uidCount = 0
   private closing = false
@@ -88,7 +107,9 @@ export class RedisBus implements Bus {
     this.opts = opts
     this.pub = opts.pub as Client
     this.pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
-    this.pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
+    this.reader = (opts.reader ?? opts.pub) as Client
+    this.reader.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
+    if (this.reader !== this.pub) this.reader.on('ready', () => this.resubscribeAll())
     opts.sub.on('smessageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message))
     // A standalone subscriber comes back through 'ready'; a cluster's sharded subscribers
     // resubscribe by themselves when a node returns ('+node'): both are when to catch up.
@@ -191,8 +212,57 @@ export class RedisBus implements Bus {
   }
 
   async history (log: string, after: string | null | undefined): Promise<LogHistory> {
-    const reply = await this.read(log, after ?? '', after === undefined ? 'head' : 'read')
-    return after === undefined ? { events: [], gap: true, last: reply.last } : reply
+    if (after === undefined) return { events: [], gap: true, last: (await this.limited(async () => await this.read(log, '', 'head'))).last }
+    // A reconnect storm: the clients of a dead instance resume the same topics from the
+    // same or nearby positions. Resumes of a log join its read while that waits for a
+    // slot: not yet sent, it will cover what was published before each of them asked.
+    const kind = after === null ? `${log}\n` : log
+    let read = this.waiting.get(kind)
+    if (read === undefined) {
+      const entry: SharedRead = { log, from: after ?? '', sharers: [] }
+      read = entry
+      this.waiting.set(kind, entry)
+      // A storm on this log (a read of it moments ago): wait for the rest of it to join.
+      const wait = Date.now() - (this.lastRead.get(log) ?? 0) < 200 ? STORM_WAIT_MS : 1
+      this.lastRead.set(log, Date.now())
+      setTimeout(() => {
+        this.limited(async () => {
+          this.waiting.delete(kind)
+          return await this.read(log, entry.from, 'read')
+        }).then(reply => this.serve(entry, reply), err => { for (const x of entry.sharers) x.reject(err as Error) })
+      }, wait)
+    } else if (after !== null && compareIds(after, read.from) < 0) {
+      read.from = after
+    }
+    const entry = read
+    return await new Promise((resolve, reject) => entry.sharers.push({ after: after ?? '', resolve, reject }))
+  }
+
+  // The read went from the oldest position asked; a later one found in it is served from
+  // it, one not found (its own gap) gets a read of its own.
+  private serve (entry: SharedRead, reply: HistoryReply): void {
+    for (const x of entry.sharers) {
+      if (x.after === entry.from) {
+        x.resolve(reply)
+        continue
+      }
+      const at = reply.events.findIndex(e => e.position === x.after)
+      if (at !== -1) x.resolve({ last: reply.last, gap: false, events: reply.events.slice(at + 1) })
+      else if (reply.last === x.after) x.resolve({ last: reply.last, gap: false, events: [] })
+      else this.limited(async () => await this.read(entry.log, x.after, 'read')).then(x.resolve, x.reject)
+    }
+  }
+
+  /** At most 8 history reads in flight: a storm queues here (and shares), not in Redis's output buffers. */
+  private async limited<T> (read: () => Promise<T>): Promise<T> {
+    if (this.reading >= 8) await new Promise<void>(resolve => this.readQueue.push(resolve))
+    this.reading++
+    try {
+      return await read()
+    } finally {
+      this.reading--
+      this.readQueue.shift()?.()
+    }
   }
 
   watch (log: string): void {
@@ -348,7 +418,8 @@ export class RedisBus implements Bus {
   }
 
   private async read (log: string, after: string, mode: 'read' | 'head' | 'since' | 'catch-up'): Promise<HistoryReply> {
-    return parseHistory(log, await this.pub.sseHistory(logKey(this.opts.prefix, log), after, mode))
+    this.historyReads++
+    return parseHistory(log, await this.reader.sseHistory(logKey(this.opts.prefix, log), after, mode))
   }
 
   // Redis down: deliver here now (no id: nothing to resume from) and keep the event for
@@ -403,7 +474,7 @@ export class RedisBus implements Bus {
   // before the head means the log went back (Redis lost it, and its clock is behind):
   // its readers must resume and be told.
   private deliverMessage (log: string, message: Buffer): void {
-    const reader = this.reader
+    const reader = this.records
     const listener = this.opts.listener
     const w = this.watches.get(log)
     reader.reset(message)
@@ -430,7 +501,7 @@ export class RedisBus implements Bus {
     const generation = ++w.generation
     w.held ??= []
     const sub = this.opts.sub as Redis
-    if (sub.status !== 'ready' || this.pub.status !== 'ready') return // 'ready' subscribes again
+    if (sub.status !== 'ready' || this.pub.status !== 'ready' || this.reader.status !== 'ready') return // 'ready' subscribes again
     await sub.ssubscribe(logKey(this.opts.prefix, log))
     const since = w.since
     const reply = await this.read(log, since ?? '', since === null ? 'head' : 'since')
@@ -469,7 +540,7 @@ export class RedisBus implements Bus {
   }
 
   private resubscribeAll (): void {
-    if (this.closing || this.opts.sub.status !== 'ready' || this.pub.status !== 'ready') return
+    if (this.closing || this.opts.sub.status !== 'ready' || this.pub.status !== 'ready' || this.reader.status !== 'ready') return
     for (const [log, w] of this.watches) {
       const next = w.subscribed ? this.catchUp(log) : this.subscribe(log)
       next.catch(err => this.opts.onError(err, `catch-up of ${log}`))

@@ -61,6 +61,7 @@ class FakeBus implements Bus {
   readonly replayed = 0
   readonly queued = 0
   readonly trouble = null
+  readonly historyReads = 0
   readonly logs = new Map<string, Delivery[]>()
   /** Logs whose history says some of it was trimmed before what it holds. */
   readonly trimmed = new Set<string>()
