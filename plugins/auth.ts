@@ -9,7 +9,9 @@ import { createHash, createPublicKey, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { EVERY, NONE, OPEN, refusedTopics, TopicPatterns, type Access, type Action } from '../src/access.js'
 import { splitList } from '../src/config.js'
+import { decodeJwt, firstVerified, parseJwks, TokenRejection, verifyWithKey, type ClaimRules, type DecodedJwt, type VerifyKey } from '../src/jwks.js'
 import { errorBody } from '../src/refusal.js'
+import { redactUrl } from './redis.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -28,7 +30,8 @@ declare module 'fastify' {
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
-    namespaces: 'hmac' | 'pk'
+    // One per static key: hmac0, hmac1, ... and pk0, pk1, ...
+    namespaces: `hmac${number}` | `pk${number}`
   }
 }
 
@@ -77,8 +80,10 @@ class StaticTokens {
   }
 }
 
-function readPublicKey (pem: string, file: string): string {
+/** The PEM blocks of JWT_PUBLIC_KEY or its file, each checked to be a public key. */
+function readPublicKeys (pem: string, file: string): string[] {
   if (pem !== '' && file !== '') throw new Error('set JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE, not both')
+  const setting = file !== '' ? 'JWT_PUBLIC_KEY_FILE' : 'JWT_PUBLIC_KEY'
   let text = pem.replace(/\\n/g, '\n')
   if (file !== '') {
     try {
@@ -87,13 +92,16 @@ function readPublicKey (pem: string, file: string): string {
       throw new Error(`JWT_PUBLIC_KEY_FILE cannot be read: ${(err as Error).message}`)
     }
   }
-  if (text === '') return ''
-  try {
-    createPublicKey(text)
-  } catch (err) {
-    throw new Error(`${file !== '' ? 'JWT_PUBLIC_KEY_FILE' : 'JWT_PUBLIC_KEY'} is not a PEM public key (${(err as Error).message})`)
-  }
-  return text
+  if (text.trim() === '') return []
+  const blocks = text.match(/-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g) ?? [text]
+  return blocks.map((block, i) => {
+    try {
+      createPublicKey(block)
+    } catch (err) {
+      throw new Error(`${setting} is not a PEM public key (${blocks.length > 1 ? `key ${i + 1}: ` : ''}${(err as Error).message})`)
+    }
+    return block
+  })
 }
 
 function patternList (value: unknown, where: string): string[] {
@@ -102,20 +110,6 @@ function patternList (value: unknown, where: string): string[] {
     throw new AuthError(401, `token rejected: its claim ${where} must be an array of topic patterns`, true)
   }
   return value
-}
-
-/** The `alg` of a compact JWT's header, or null when it is not one. */
-function jwtAlgorithm (token: string): string | null {
-  const parts = token.split('.')
-  if (parts.length !== 3) return null
-  try {
-    const header = JSON.parse(Buffer.from(parts[0], 'base64url').toString('utf8')) as unknown
-    if (typeof header !== 'object' || header === null) return null
-    const alg = (header as { alg?: unknown }).alg
-    return typeof alg === 'string' ? alg : null
-  } catch {
-    return null
-  }
 }
 
 /** The bearer token of an Authorization header; undefined without the header. */
@@ -127,55 +121,171 @@ function bearer (request: FastifyRequest): string | undefined {
   return match[1]
 }
 
+// Longest a JWKS fetch may take; a request waiting on it waits at most this long.
+const JWKS_FETCH_TIMEOUT_MS = 5000
+const JWKS_MAX_BYTES = 1 << 20
+
+interface JwksSource {
+  /** The keys named `kid` (refetching the JWKS first when none is, at most once per JWT_JWKS_MIN_REFRESH_MS), or all keys for `alg` when the token names none. */
+  keys: (kid: string | null, alg: string) => Promise<VerifyKey[]>
+}
+
+/**
+ * The keys of JWT_JWKS_URL, fetched once ready, refetched every JWT_JWKS_REFRESH_MS and
+ * when a token names an unknown kid. A failed fetch keeps the keys it had, logs once per
+ * run of failures and is retried; the service starts whether the JWKS answers or not.
+ */
+function jwksSource (fastify: FastifyInstance, url: string, refreshMs: number, minRefreshMs: number): JwksSource {
+  let keys: VerifyKey[] = []
+  let lastFetch = -Infinity
+  let pending: Promise<void> | null = null
+  let failing = false
+  let closed = false
+  let timer: NodeJS.Timeout | undefined
+  const abort = new AbortController()
+  const where = { jwks: redactUrl(url) }
+
+  async function fetchKeys (): Promise<void> {
+    lastFetch = Date.now()
+    try {
+      const res = await fetch(url, { headers: { accept: 'application/json' }, signal: AbortSignal.any([abort.signal, AbortSignal.timeout(JWKS_FETCH_TIMEOUT_MS)]) })
+      if (!res.ok) throw new Error(`it answered ${res.status}`)
+      const text = await res.text()
+      if (text.length > JWKS_MAX_BYTES) throw new Error(`it is over ${JWKS_MAX_BYTES} bytes`)
+      let body: unknown
+      try { body = JSON.parse(text) } catch { throw new Error('it is not JSON') }
+      const { keys: fetched, skipped } = parseJwks(body)
+      if (fetched.length === 0) throw new Error(`it holds no usable key${skipped.length > 0 ? ` (${skipped.join('; ')})` : ''}`)
+      const before = keys.map(k => k.kid).join()
+      keys = fetched
+      if (failing || before !== keys.map(k => k.kid).join()) {
+        fastify.log.info({ ...where, kids: keys.map(k => k.kid), skipped }, failing ? 'JWKS fetched again' : 'JWKS keys loaded')
+      }
+      failing = false
+    } catch (err) {
+      if (closed) return
+      if (!failing) {
+        fastify.log.warn({ ...where, reason: (err as Error).message },
+          keys.length > 0 ? `JWKS fetch failed: keeping the ${keys.length} keys fetched before, retrying` : 'JWKS fetch failed: tokens of its keys are refused until it succeeds, retrying')
+      }
+      failing = true
+    }
+  }
+
+  function refresh (): Promise<void> {
+    pending ??= fetchKeys().finally(() => {
+      pending = null
+      if (closed) return
+      clearTimeout(timer)
+      // After a failure, retry sooner than the regular refresh.
+      timer = setTimeout(refresh, failing ? Math.min(minRefreshMs, refreshMs) : refreshMs).unref()
+    })
+    return pending
+  }
+
+  // Not awaited: the start does not wait for the JWKS (fetchKeys never rejects).
+  fastify.addHook('onReady', async () => { refresh().catch(() => {}) })
+  fastify.addHook('onClose', async () => {
+    closed = true
+    clearTimeout(timer)
+    abort.abort()
+  })
+
+  return {
+    async keys (kid, alg) {
+      if (kid === null) return keys.filter(k => k.algorithms.includes(alg))
+      if (!keys.some(k => k.kid === kid)) {
+        if (pending !== null) await pending
+        else if (Date.now() - lastFetch >= minRefreshMs) await refresh()
+      }
+      return keys.filter(k => k.kid === kid)
+    }
+  }
+}
+
+/** fast-jwt's error as a TokenRejection, worded as the JWKS keys' are. */
+function rejection (err: unknown): TokenRejection {
+  const code = (err as { code?: string }).code ?? ''
+  return new TokenRejection(JWT_REASONS[code] ??
+    (code.startsWith('FAST_JWT_') && /claim/i.test((err as Error).message) ? (err as Error).message.replace(/\.$/, '') : 'it cannot be verified'))
+}
+
 async function auth (fastify: FastifyInstance): Promise<void> {
   const cfg = fastify.config
   const subscribeOn = cfg.SUBSCRIBE_AUTH === 'on'
   const publishOn = cfg.PUBLISH_AUTH === 'on'
   const claim = cfg.JWT_CLAIM
-  const secret = cfg.JWT_SECRET
-  if (secret !== '' && secret.length < 32) throw new Error('JWT_SECRET must be at least 32 characters')
-  const publicKey = readPublicKey(cfg.JWT_PUBLIC_KEY, cfg.JWT_PUBLIC_KEY_FILE)
+  if (cfg.JWT_SECRET !== '' && cfg.JWT_SECRET.length < 32) throw new Error('JWT_SECRET must be at least 32 characters')
+  const moreSecrets = splitList(cfg.JWT_SECRETS)
+  if (moreSecrets.some(s => s.length < 32)) throw new Error('JWT_SECRETS must be at least 32 characters each')
+  const secrets = [...(cfg.JWT_SECRET !== '' ? [cfg.JWT_SECRET] : []), ...moreSecrets]
+  const publicKeys = readPublicKeys(cfg.JWT_PUBLIC_KEY, cfg.JWT_PUBLIC_KEY_FILE)
   const tokenList = splitList(cfg.PUBLISH_TOKENS)
   if (tokenList.some(t => t.length < 16 || /\s/.test(t))) throw new Error('PUBLISH_TOKENS must be at least 16 characters each, without spaces')
   const staticTokens = new StaticTokens(tokenList)
-  const jwtOn = secret !== '' || publicKey !== ''
-  if (subscribeOn && !jwtOn) throw new Error('SUBSCRIBE_AUTH=on needs JWT_SECRET or JWT_PUBLIC_KEY (or JWT_PUBLIC_KEY_FILE)')
-  if (publishOn && !jwtOn && staticTokens.size === 0) throw new Error('PUBLISH_AUTH=on needs PUBLISH_TOKENS, JWT_SECRET or JWT_PUBLIC_KEY')
+  if (cfg.JWT_JWKS_URL !== '' && !URL.canParse(cfg.JWT_JWKS_URL)) throw new Error(`JWT_JWKS_URL is not a URL: ${cfg.JWT_JWKS_URL}`)
+  const jwtOn = secrets.length > 0 || publicKeys.length > 0 || cfg.JWT_JWKS_URL !== ''
+  const keySettings = 'JWT_SECRET or JWT_PUBLIC_KEY (or JWT_PUBLIC_KEY_FILE, JWT_SECRETS, JWT_JWKS_URL)'
+  if (subscribeOn && !jwtOn) throw new Error(`SUBSCRIBE_AUTH=on needs ${keySettings}`)
+  if (publishOn && !jwtOn && staticTokens.size === 0) throw new Error(`PUBLISH_AUTH=on needs PUBLISH_TOKENS, ${keySettings}`)
   const publicList = splitList(cfg.PUBLIC_TOPICS)
   const anonymous: Access | null = publicList.length === 0
     ? null
     : { who: 'anonymous', subscribe: new TopicPatterns(publicList), publish: NONE, expiresAt: null }
 
-  if (jwtOn) {
-    const verify = {
-      cache: 1000,
-      clockTolerance: cfg.JWT_CLOCK_TOLERANCE_MS,
-      ...(cfg.JWT_AUDIENCE !== '' && { allowedAud: cfg.JWT_AUDIENCE }),
-      ...(cfg.JWT_ISSUER !== '' && { allowedIss: cfg.JWT_ISSUER }),
-      // A configured aud or iss must be present, not only right when present.
-      requiredClaims: [...(cfg.JWT_AUDIENCE !== '' ? ['aud'] : []), ...(cfg.JWT_ISSUER !== '' ? ['iss'] : [])]
-    }
-    if (secret !== '') await fastify.register(fastifyJwt, { secret, namespace: 'hmac', verify: { ...verify, algorithms: ['HS256', 'HS384', 'HS512'] } })
-    if (publicKey !== '') await fastify.register(fastifyJwt, { secret: { public: publicKey }, namespace: 'pk', verify })
+  // Static keys go through @fastify/jwt, one namespace each; JWKS keys through src/jwks.ts.
+  const verify = {
+    cache: 1000,
+    clockTolerance: cfg.JWT_CLOCK_TOLERANCE_MS,
+    ...(cfg.JWT_AUDIENCE !== '' && { allowedAud: cfg.JWT_AUDIENCE }),
+    ...(cfg.JWT_ISSUER !== '' && { allowedIss: cfg.JWT_ISSUER }),
+    // A configured aud or iss must be present, not only right when present.
+    requiredClaims: [...(cfg.JWT_AUDIENCE !== '' ? ['aud'] : []), ...(cfg.JWT_ISSUER !== '' ? ['iss'] : [])]
   }
+  for (const [i, secret] of secrets.entries()) {
+    await fastify.register(fastifyJwt, { secret, namespace: `hmac${i}`, verify: { ...verify, algorithms: ['HS256', 'HS384', 'HS512'] } })
+  }
+  for (const [i, pem] of publicKeys.entries()) await fastify.register(fastifyJwt, { secret: { public: pem }, namespace: `pk${i}`, verify })
+  const hmacVerifiers = secrets.map((_, i) => fastify.jwt[`hmac${i}`])
+  const publicVerifiers = publicKeys.map((_, i) => fastify.jwt[`pk${i}`])
+  const jwks = cfg.JWT_JWKS_URL === '' ? null : jwksSource(fastify, cfg.JWT_JWKS_URL, cfg.JWT_JWKS_REFRESH_MS, cfg.JWT_JWKS_MIN_REFRESH_MS)
+  const rules: ClaimRules = { clockToleranceMs: cfg.JWT_CLOCK_TOLERANCE_MS, audience: cfg.JWT_AUDIENCE, issuer: cfg.JWT_ISSUER }
   // Cookies are parsed only where a stream token may be in one, not on every request.
   await fastify.register(fastifyCookie, { hook: false })
 
+  /** The payload if any configured key verifies the token; HS* only ever against the secrets. */
+  async function verifiedPayload (token: string, jwt: DecodedJwt): Promise<Record<string, unknown>> {
+    const staticAttempts = (verifiers: typeof hmacVerifiers) => verifiers.map(v => () => {
+      try {
+        return v.verify<Record<string, unknown>>(token)
+      } catch (err) {
+        throw rejection(err)
+      }
+    })
+    if (jwt.alg.startsWith('HS')) return firstVerified(staticAttempts(hmacVerifiers))
+    const keys = jwks === null ? [] : await jwks.keys(jwt.kid, jwt.alg)
+    if (keys.length === 0 && publicVerifiers.length === 0 && jwks !== null) {
+      throw new TokenRejection(jwt.kid === null ? 'its key is unknown (no kid, and no JWKS key for its alg)' : 'its key (kid) is unknown')
+    }
+    const now = Date.now()
+    // The PEM keys have no kid: they are tried after the JWKS keys, whatever the token names.
+    return firstVerified([...keys.map(key => () => verifyWithKey(jwt, key, rules, now)), ...staticAttempts(publicVerifiers)])
+  }
+
   /** The JWT's claims as an Access, or a 401 naming why the token is refused. */
-  function verifyJwt (token: string): Access {
-    const alg = jwtAlgorithm(token)
-    if (alg === null) throw new AuthError(401, 'token rejected: it is not a JWT', true)
-    if (alg.toLowerCase() === 'none') throw new AuthError(401, 'token rejected: it is unsigned (alg none)', true)
-    const verifier = alg.startsWith('HS') ? (secret !== '' ? fastify.jwt.hmac : null) : (publicKey !== '' ? fastify.jwt.pk : null)
-    if (verifier === null) throw new AuthError(401, 'token rejected: its algorithm is not accepted', true)
+  async function verifyJwt (token: string): Promise<Access> {
+    const jwt = decodeJwt(token)
+    if (jwt === null) throw new AuthError(401, 'token rejected: it is not a JWT', true)
+    if (jwt.alg.toLowerCase() === 'none') throw new AuthError(401, 'token rejected: it is unsigned (alg none)', true)
     let payload: Record<string, unknown>
     try {
-      payload = verifier.verify(token)
+      payload = await verifiedPayload(token, jwt)
     } catch (err) {
-      const code = (err as { code?: string }).code ?? ''
-      const reason = JWT_REASONS[code] ??
-        (code.startsWith('FAST_JWT_') && /claim/i.test((err as Error).message) ? (err as Error).message.replace(/\.$/, '') : 'it cannot be verified')
-      throw new AuthError(401, `token rejected: ${reason}`, true)
+      if (!(err instanceof TokenRejection)) throw err
+      throw new AuthError(401, `token rejected: ${err.message}`, true)
+    }
+    if (cfg.JWT_REQUIRE_EXP === 'on' && payload.exp === undefined) {
+      throw new AuthError(401, 'token rejected: it has no expiry (exp), which JWT_REQUIRE_EXP=on requires', true)
     }
     const grants = payload[claim] ?? {}
     if (typeof grants !== 'object' || grants === null || Array.isArray(grants)) {
@@ -221,7 +331,7 @@ async function auth (fastify: FastifyInstance): Promise<void> {
     try {
       const token = streamToken(request)
       if (token !== undefined) {
-        request.access = verifyJwt(token)
+        request.access = await verifyJwt(token)
       } else if (anonymous !== null) {
         request.access = anonymous
       } else {
@@ -239,8 +349,8 @@ async function auth (fastify: FastifyInstance): Promise<void> {
       if (token === undefined) throw new AuthError(401, 'publishing needs a token: Authorization: Bearer <token>')
       if (staticTokens.has(token)) {
         request.access = { who: 'token', subscribe: NONE, publish: EVERY, expiresAt: null }
-      } else if (jwtOn && jwtAlgorithm(token) !== null) {
-        request.access = verifyJwt(token)
+      } else if (jwtOn && decodeJwt(token) !== null) {
+        request.access = await verifyJwt(token)
       } else {
         throw new AuthError(401, jwtOn ? 'token rejected: it is neither a publish token nor a valid JWT' : 'token rejected: it is not one of PUBLISH_TOKENS', true)
       }

@@ -1,6 +1,9 @@
 // Auth: GET /stream with SUBSCRIBE_AUTH=on reads only what its JWT allows; POST /notify
 // with PUBLISH_AUTH=on publishes only where its credential allows.
 import t from 'tap'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { buildApp } from '../../app.js'
 import { notify, openStream, SseClient, startInstance } from '../helpers/instance.js'
 import { keyPair, now, publisherToken, SECRET, sign, subscriberToken } from '../helpers/jwt.js'
@@ -218,6 +221,62 @@ t.test('RS256 and ES256 public keys, alone or beside a secret', async t => {
   t.match(wrongKey.message, /signature is invalid/)
 })
 
+t.test('several static keys for rotation: concatenated PEM keys, JWT_SECRET beside JWT_SECRETS', async t => {
+  const rsa = keyPair('rsa')
+  const ec = keyPair('ec')
+  const ed = keyPair('ed25519')
+  const other = keyPair('rsa')
+  const second = 'the-second-secret-of-32-characters!!'
+  const third = 'the-third-secret-of-at-least-32-chars'
+  const file = join(mkdtempSync(join(tmpdir(), 'sse-keys-')), 'keys.pem')
+  writeFileSync(file, `# old and new key\n${rsa.publicPem}\n${ec.publicPem}${ed.publicPem}`)
+  const { url } = await startInstance(t, { SUBSCRIBE_AUTH: 'on', JWT_PUBLIC_KEY_FILE: file, JWT_SECRET: SECRET, JWT_SECRETS: ` ${second}, ${third} ` })
+  const { url: inlineUrl } = await startInstance(t, { SUBSCRIBE_AUTH: 'on', JWT_PUBLIC_KEY: (rsa.publicPem + ec.publicPem).replace(/\n/g, '\\n') })
+  const stream = `${url}/stream?topic=t`
+  for (const [what, token] of [
+    ['the first PEM key', subscriberToken(['t'], {}, { alg: 'RS256', key: rsa.privateKey })],
+    ['the second PEM key', subscriberToken(['t'], {}, { alg: 'ES256', key: ec.privateKey })],
+    ['the third PEM key (Ed25519)', subscriberToken(['t'], {}, { alg: 'EdDSA', key: ed.privateKey })],
+    ['JWT_SECRET', subscriberToken(['t'])],
+    ['the first of JWT_SECRETS', subscriberToken(['t'], {}, { key: second })],
+    ['the second of JWT_SECRETS', subscriberToken(['t'], {}, { alg: 'HS384', key: third })]
+  ] as const) {
+    const c = await SseClient.open(stream, { authorization: `Bearer ${token}` })
+    t.equal(c.status, 200, what)
+    c.close()
+  }
+  const inline = await SseClient.open(`${inlineUrl}/stream?topic=t`, { authorization: `Bearer ${subscriberToken(['t'], {}, { alg: 'ES256', key: ec.privateKey })}` })
+  t.equal(inline.status, 200, 'the second of two inline PEM keys')
+  inline.close()
+  const cases: Array<[string, string, RegExp]> = [
+    ['a key that is none of them', subscriberToken(['t'], {}, { alg: 'RS256', key: other.privateKey }), /^token rejected: its signature is invalid$/],
+    ['a secret that is none of them', subscriberToken(['t'], {}, { key: 'x'.repeat(40) }), /^token rejected: its signature is invalid$/],
+    ['expired, signed by the second key', subscriberToken(['t'], { exp: now(-10) }, { alg: 'ES256', key: ec.privateKey }), /^token rejected: it has expired$/],
+    ['expired, signed by a secret of JWT_SECRETS', subscriberToken(['t'], { exp: now(-10) }, { key: third }), /^token rejected: it has expired$/],
+    ['HS256 signed with one of the public keys', subscriberToken(['t'], {}, { key: ec.publicPem }), /^token rejected: its signature is invalid$/]
+  ]
+  for (const [what, token, message] of cases) {
+    const res = await get(stream, { authorization: `Bearer ${token}` })
+    t.equal(res.status, 401, what)
+    t.match(res.message, message, what)
+  }
+})
+
+t.test('JWT_REQUIRE_EXP=on refuses tokens without exp, of subscribers and publishers', async t => {
+  const { url } = await startInstance(t, { ...AUTH, PUBLISH_AUTH: 'on', JWT_REQUIRE_EXP: 'on', PUBLISH_TOKENS: TOKEN_A })
+  const noExp = await get(`${url}/stream?topic=t`, { authorization: `Bearer ${sign({ sse: { subscribe: ['t'] } })}` })
+  t.equal(noExp.status, 401)
+  t.equal(noExp.message, 'token rejected: it has no expiry (exp), which JWT_REQUIRE_EXP=on requires')
+  t.match(noExp.headers.get('www-authenticate'), /error="invalid_token"/)
+  const c = await SseClient.open(`${url}/stream?topic=t`, { authorization: `Bearer ${subscriberToken(['t'])}` })
+  t.equal(c.status, 200, 'with exp')
+  c.close()
+  const publisher = await notify(url, { topic: 't', data: 1 }, { authorization: `Bearer ${sign({ sse: { publish: ['t'] } })}` })
+  t.equal(publisher.status, 401)
+  t.match(publisher.body.message, /no expiry \(exp\)/)
+  t.equal((await notify(url, { topic: 't', data: 1 }, { authorization: `Bearer ${TOKEN_A}` })).status, 202, 'static publish tokens are not JWTs: no exp to require')
+})
+
 t.test('JWT_CLAIM reads Mercure-style tokens', async t => {
   const { url } = await startInstance(t, { ...AUTH, JWT_CLAIM: 'mercure' })
   const c = await SseClient.open(`${url}/stream?topic=books:1`, { authorization: `Bearer ${sign({ mercure: { subscribe: ['books:*'] } })}` })
@@ -307,11 +366,14 @@ t.test('subscriber auth alone leaves publishing open, and the other way round', 
 
 t.test('bad auth settings stop the start with a line naming the setting', async t => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [
-    [{ SUBSCRIBE_AUTH: 'on' }, /SUBSCRIBE_AUTH=on needs JWT_SECRET or JWT_PUBLIC_KEY/],
+    [{ SUBSCRIBE_AUTH: 'on' }, /SUBSCRIBE_AUTH=on needs JWT_SECRET or JWT_PUBLIC_KEY \(or JWT_PUBLIC_KEY_FILE, JWT_SECRETS, JWT_JWKS_URL\)/],
     [{ PUBLISH_AUTH: 'on' }, /PUBLISH_AUTH=on needs PUBLISH_TOKENS, JWT_SECRET or JWT_PUBLIC_KEY/],
     [{ SUBSCRIBE_AUTH: 'yes' }, /SUBSCRIBE_AUTH/],
     [{ JWT_SECRET: 'short' }, /JWT_SECRET must be at least 32 characters/],
     [{ JWT_PUBLIC_KEY: 'not a key' }, /JWT_PUBLIC_KEY is not a PEM public key/],
+    [{ JWT_PUBLIC_KEY: keyPair('ec').publicPem + '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n' }, /JWT_PUBLIC_KEY is not a PEM public key \(key 2: /],
+    [{ JWT_SECRETS: `${SECRET},short` }, /JWT_SECRETS must be at least 32 characters each/],
+    [{ JWT_REQUIRE_EXP: 'yes' }, /JWT_REQUIRE_EXP/],
     [{ JWT_PUBLIC_KEY_FILE: '/nonexistent/key.pem' }, /JWT_PUBLIC_KEY_FILE cannot be read/],
     [{ PUBLISH_TOKENS: 'a-long-enough-token-1,short' }, /PUBLISH_TOKENS must be at least 16 characters/],
     [{ AUTH_COOKIE_NAME: 'bad name;' }, /AUTH_COOKIE_NAME/],

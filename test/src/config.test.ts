@@ -39,7 +39,7 @@ t.test('loadConfig: the defaults, values over the environment, strings read as n
 })
 
 t.test('loadConfig: a bad value throws one line naming the variable', async t => {
-  for (const [name, value] of [['PORT', 'abc'], ['PORT', 70000], ['HISTORY_SIZE', 0], ['REDIS_URL', 'http://x'], ['PUBLISH_WHEN_DEGRADED', 'maybe'], ['REDIS_PREFIX', 'a b'], ['HEARTBEAT_EVENT', 'a\nb'], ['PRESSURE_MAX_EVENT_LOOP_UTILIZATION', 2]] as const) {
+  for (const [name, value] of [['PORT', 'abc'], ['PORT', 70000], ['HISTORY_SIZE', 0], ['REDIS_URL', 'http://x'], ['PUBLISH_WHEN_DEGRADED', 'maybe'], ['REDIS_PREFIX', 'a b'], ['HEARTBEAT_EVENT', 'a\nb'], ['PRESSURE_MAX_EVENT_LOOP_UTILIZATION', 2], ['JWT_JWKS_URL', 'ftp://idp/jwks'], ['JWT_JWKS_REFRESH_MS', 10]] as const) {
     let message = ''
     try { loadConfig({ env: false, values: { [name]: value } }) } catch (err) { message = (err as Error).message }
     t.match(message, name, `${name}=${JSON.stringify(value)} is named`)
