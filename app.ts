@@ -7,6 +7,7 @@ import authPlugin from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
 import corsPlugin from './plugins/cors.js'
 import fanoutPlugin from './plugins/fanout.js'
+import idempotencyPlugin from './plugins/idempotency.js'
 import limitsPlugin from './plugins/limits.js'
 import metricsPlugin from './plugins/metrics.js'
 import redisPlugin from './plugins/redis.js'
@@ -55,6 +56,7 @@ export async function buildApp (opts: AppOptions = {}): Promise<FastifyInstance>
   await app.register(corsPlugin)
   await app.register(redisPlugin)
   await app.register(fanoutPlugin)
+  await app.register(idempotencyPlugin)
   await app.register(metricsPlugin)
   // Limits before auth: their onRoute hooks add onRequest hooks in this order.
   await app.register(limitsPlugin)

@@ -20,7 +20,8 @@ async function cors (fastify: FastifyInstance): Promise<void> {
     origin: any ? '*' : origins,
     credentials: !any,
     methods: ['GET', 'HEAD', 'POST'],
-    allowedHeaders: ['authorization', 'content-type', 'last-event-id', 'cache-control'],
+    allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'last-event-id', 'cache-control'],
+    exposedHeaders: ['idempotent-replayed'],
     maxAge: 600
   })
 }

@@ -1,11 +1,13 @@
 // POST /notify: publish one event or a batch. Validation names the bad field; a
-// rejected request publishes nothing.
+// rejected request publishes nothing. With an Idempotency-Key, a retry publishes nothing
+// and gets the first answer (src/idempotency/).
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { Type } from 'typebox'
 import { DegradedError, type Outgoing } from '../src/bus/bus.js'
 import { encodeBody } from '../src/frame.js'
+import { checkIdempotencyKey, fingerprint, type Answer } from '../src/idempotency/idempotency.js'
 import { describeError, nestsDeeper } from '../src/notify-body.js'
 import { errorBody } from '../src/refusal.js'
 import { eventNamePattern, TOPIC_CHARS } from '../src/topic.js'
@@ -71,12 +73,34 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
     done(Object.assign(new Error(message), { statusCode: 415 }), undefined)
   })
   fastify.decorateRequest('notifySingle', false)
+
+  async function publish (events: Outgoing[], single: boolean): Promise<Answer> {
+    let result
+    try {
+      result = await fastify.bus.publish(events)
+    } catch (err) {
+      return err instanceof DegradedError
+        ? { statusCode: 503, body: errorBody(503, err.message), sent: 'nothing', retryAfter: '1' }
+        : { statusCode: 503, body: errorBody(503, `publishing through Redis failed (${(err as Error).message}); the event may or may not have been sent`), sent: 'unknown', retryAfter: '1' }
+    }
+    fastify.metrics.published[result.fanout] += events.length
+    return {
+      statusCode: 202,
+      body: single ? { id: result.ids[0], ids: result.ids, fanout: result.fanout } : { ids: result.ids, fanout: result.fanout }
+    }
+  }
+
   fastify.post('/notify', {
     config: { auth: 'publish', rateLimited: 'publishes', shedsLoad: true },
     bodyLimit: cfg.BODY_LIMIT_BYTES,
-    schema: { body: Body, response: { 202: Accepted, 400: Failed, 403: Failed, 503: Failed } },
+    schema: { body: Body, response: { 202: Accepted, 400: Failed, 403: Failed, 409: Failed, 422: Failed, 503: Failed } },
     attachValidation: true
   }, async (request, reply) => {
+    const key = request.headers['idempotency-key']
+    if (key !== undefined) {
+      const bad = checkIdempotencyKey(key)
+      if (bad !== null) return reply.code(400).send(errorBody(400, bad))
+    }
     if (request.validationError !== undefined) {
       const message = describeError(request.validationError.validation, request.notifySingle, cfg.MAX_TOPIC_LENGTH, cfg.MAX_EVENT_NAME_LENGTH)
       return reply.code(400).send(errorBody(400, message))
@@ -92,18 +116,14 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
         return reply.code(403).send(errorBody(403, message))
       }
     }
-    let result
-    try {
-      result = await fastify.bus.publish(events)
-    } catch (err) {
-      const message = err instanceof DegradedError
-        ? err.message
-        : `publishing through Redis failed (${(err as Error).message}); the event may or may not have been sent`
-      return reply.code(503).header('retry-after', '1').send(errorBody(503, message))
-    }
-    fastify.metrics.published[result.fanout] += events.length
-    return reply.code(202).send(request.notifySingle
-      ? { id: result.ids[0], ids: result.ids, fanout: result.fanout }
-      : { ids: result.ids, fanout: result.fanout })
+    const single = request.notifySingle
+    // The header checked above: a single string.
+    const answer = key === undefined
+      ? await publish(events, single)
+      : await fastify.idempotency.run(key as string, fingerprint(single, events), async () => await publish(events, single))
+    if (answer.retryAfter !== undefined) reply.header('retry-after', answer.retryAfter)
+    if (answer.replayed === true) reply.header('idempotent-replayed', 'true')
+    // Built by publish() or replayed from it, or a refusal: shaped as the schemas above say.
+    return reply.code(answer.statusCode as 202).send(answer.body as never)
   })
 }

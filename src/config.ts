@@ -27,6 +27,7 @@ export const configSchema = Type.Object({
   MAX_TOPIC_LENGTH: Type.Integer({ minimum: 1, maximum: 1024, default: 128, description: 'Characters in a topic name' }),
   MAX_BATCH: Type.Integer({ minimum: 1, default: 1000, description: 'Events in one POST /notify' }),
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest POST /notify body' }),
+  IDEMPOTENCY_WINDOW_MS: Type.Integer({ minimum: 1000, default: 3600000, description: 'How long a POST /notify Idempotency-Key is remembered: a retry within it gets the first answer and publishes nothing' }),
   CLIENT_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 2097152, description: 'Unsent bytes a client may owe before it is disconnected; keep it above the largest burst (a full POST /notify)' }),
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10000, description: 'Longest a shutdown may take' }),
 

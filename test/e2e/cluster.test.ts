@@ -164,3 +164,33 @@ t.test('a log whose positions go back (Redis lost it, its clock behind) ends its
     t.match(JSON.parse(again.events[0].data), { reason: 'history', topic: 'b' })
   }
 })
+
+t.test('Idempotency-Key: a retry on another instance gets the first answer, and every client the event once', async t => {
+  const nodes = await cluster(t, 2)
+  const clients = await Promise.all(nodes.map(async n => await openStream(t, `${n.url}/stream?topic=idem`)))
+  const key = { 'idempotency-key': 'retry-elsewhere' }
+  const first = await notify(nodes[0].url, { topic: 'idem', data: 'once' }, key)
+  t.equal(first.status, 202)
+  t.equal(first.body.fanout, 'cluster')
+  const retry = await notify(nodes[1].url, { topic: 'idem', data: 'once' }, key)
+  t.equal(retry.status, 202)
+  t.same(retry.body, first.body, 'same ids, same fanout')
+  t.equal(retry.headers.get('idempotent-replayed'), 'true')
+  const other = await notify(nodes[1].url, { topic: 'idem', data: 'another body' }, key)
+  t.equal(other.status, 422)
+  // The same request on both instances at once: one publish, one answer.
+  const together = await Promise.all(nodes.map(async n => await notify(n.url, [{ topic: 'idem', data: 'b1' }, { topic: 'idem', data: 'b2' }], { 'idempotency-key': 'at-once' })))
+  t.same(together.map(r => r.status), [202, 202])
+  t.same(together[0].body, together[1].body)
+  for (const c of clients) await c.untilEvents(3)
+  await new Promise(resolve => setTimeout(resolve, 300)) // time for any duplicate to show up
+  for (const c of clients) {
+    t.same(c.events.map(e => e.data), ['once', 'b1', 'b2'], 'each event once on every instance')
+    t.same(c.events.map(e => e.id), [first.body.id, ...together[0].body.ids])
+  }
+  const { Redis } = await import('ioredis')
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.quit())
+  const prefix = nodes[0].app.config.REDIS_PREFIX
+  t.ok(await admin.pttl(`${prefix}idem:{retry-elsewhere}`) > 3500000, 'kept in Redis for IDEMPOTENCY_WINDOW_MS')
+})

@@ -102,6 +102,17 @@ t.test('a Redis Cluster: found from one node, exactly once and in order per topi
   t.same(new Set(data(resumed)), new Set([...missed, 'live-after']), 'the missed events, then the live one, none twice')
   t.equal(resumed.events.length, 7)
   t.notOk(resumed.events.some(e => e.event === 'reset'), 'no reset: history covered it')
+
+  // An Idempotency-Key is one key on one master: a retry on another instance publishes nothing.
+  const key = { 'idempotency-key': 'on-the-cluster' }
+  const first = await notify(nodes[0].url, { topic: [a, b], data: 'idempotent' }, key)
+  t.equal(first.status, 202)
+  const retry = await notify(nodes[2].url, { topic: [a, b], data: 'idempotent' }, key)
+  t.same(retry.body, first.body, 'the retry on another instance gets the first answer')
+  t.equal(retry.headers.get('idempotent-replayed'), 'true')
+  await resumed.untilEvents(8, 10000)
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.equal(data(resumed).filter(d => d === 'idempotent').length, 1, 'delivered once')
 })
 
 t.test('a master SIGKILLed while events flow: its replica takes over, the instances follow, every event once or a reset', async t => {

@@ -47,11 +47,11 @@ t.test('listed origins get credentials on the stream, on refusals and on POST /n
   t.equal(posted.headers.get('access-control-allow-origin'), APP)
 })
 
-t.test('preflights: POST /notify with a bearer token, a stream reconnecting with Last-Event-ID', async t => {
+t.test('preflights: POST /notify with a bearer token and an Idempotency-Key, a stream reconnecting with Last-Event-ID', async t => {
   const { url } = await startInstance(t, { CORS_ORIGINS: APP })
   const publish = await fetch(`${url}/notify`, {
     method: 'OPTIONS',
-    headers: { origin: APP, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' }
+    headers: { origin: APP, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type,idempotency-key' }
   })
   t.equal(publish.status, 204)
   t.equal(publish.headers.get('access-control-allow-origin'), APP)
@@ -59,6 +59,7 @@ t.test('preflights: POST /notify with a bearer token, a stream reconnecting with
   t.match(publish.headers.get('access-control-allow-methods'), /POST/)
   t.match(publish.headers.get('access-control-allow-headers'), /authorization/)
   t.match(publish.headers.get('access-control-allow-headers'), /content-type/)
+  t.match(publish.headers.get('access-control-allow-headers'), /idempotency-key/)
   t.equal(publish.headers.get('access-control-max-age'), '600')
   const resume = await fetch(`${url}/stream?topic=t`, {
     method: 'OPTIONS',
@@ -87,4 +88,13 @@ t.test('a bad CORS_ORIGINS stops the start, naming it', async t => {
       await app.close()
     }, /CORS_ORIGINS/, value)
   }
+})
+
+t.test('a replayed answer says so to scripts on the allowed origin', async t => {
+  const { url } = await startInstance(t, { CORS_ORIGINS: APP })
+  const headers = { origin: APP, 'idempotency-key': 'k' }
+  await notify(url, { data: 1 }, headers)
+  const retry = await notify(url, { data: 1 }, headers)
+  t.equal(retry.headers.get('idempotent-replayed'), 'true')
+  t.match(retry.headers.get('access-control-expose-headers'), /idempotent-replayed/)
 })
