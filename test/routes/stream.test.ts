@@ -1,10 +1,8 @@
 // GET /stream: headers and first bytes, refusals (permanent, and temporary ones an
 // EventSource retries by itself), resume, MAX_CLIENTS.
 import { EventSource } from 'eventsource'
-import type { FastifyInstance } from 'fastify'
-import { connect } from 'node:net'
 import t, { type Test } from 'tap'
-import { notify, openStream, SseClient, startInstance } from '../helpers/instance.js'
+import { notify, openStream, requestDuringClose, SseClient, startInstance } from '../helpers/instance.js'
 
 t.test('a stream opens at once with the SSE headers, retry line and comment', async t => {
   const { url } = await startInstance(t, { RETRY_MS: 1234 })
@@ -138,36 +136,16 @@ t.test('over the stream rate limit: 429 with Retry-After, and to an EventSource 
   t.match(await (await fetch(`${url}/metrics`)).text(), /^sse_stream_refusals_total\{reason="rate_limit"\} 2$/m)
 })
 
-/**
- * Sends `request` on a connection whose earlier request (a publish, its body held back)
- * is still open when close() begins: as a keep-alive client or a proxy would.
- */
-async function sendDuringClose (app: FastifyInstance, url: string, request: string): Promise<string> {
-  const socket = connect(Number(new URL(url).port), '127.0.0.1')
-  await new Promise<void>(resolve => socket.once('connect', resolve))
-  let received = ''
-  socket.on('data', chunk => { received += chunk.toString() })
-  const body = '{"data":"x"}'
-  socket.write(`POST /notify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 4)}`)
-  await sleep(100)
-  const closed = app.close()
-  while (!app.refusals.closing) await sleep(10)
-  socket.write(body.slice(4) + request)
-  await new Promise(resolve => socket.once('close', resolve))
-  await closed
-  return received.slice(received.indexOf('HTTP/1.1', 1))
-}
-
 t.test('shutting down: a plain 503, and to an EventSource a stream that says so and ends, with the CORS headers', async t => {
   const origin = 'https://app.example'
   const plain = await startInstance(t, { CORS_ORIGINS: origin })
-  const answer = await sendDuringClose(plain.app, plain.url, 'GET /stream?topic=t HTTP/1.1\r\nhost: x\r\n\r\n')
+  const answer = await requestDuringClose(plain.app, plain.url, 'GET /stream?topic=t HTTP/1.1\r\nhost: x\r\n\r\n')
   t.match(answer, /^HTTP\/1.1 503 /)
   t.notMatch(answer, /retry-after/i, 'no Retry-After: the retry goes to another instance')
   t.match(answer, /\r\n\r\n\{"statusCode":503,"error":"Service Unavailable","message":"Service Unavailable"\}$/)
 
   const sse = await startInstance(t, { CORS_ORIGINS: origin, RETRY_MS: 1000 })
-  const streamed = await sendDuringClose(sse.app, sse.url, `GET /stream?topic=t HTTP/1.1\r\nhost: x\r\norigin: ${origin}\r\naccept: text/event-stream\r\n\r\n`)
+  const streamed = await requestDuringClose(sse.app, sse.url, `GET /stream?topic=t HTTP/1.1\r\nhost: x\r\norigin: ${origin}\r\naccept: text/event-stream\r\n\r\n`)
   t.match(streamed, /^HTTP\/1.1 200 OK\r\n/)
   t.match(streamed, /\r\naccess-control-allow-origin: https:\/\/app.example\r\n/i, 'CORS headers kept: the page can read it')
   t.match(streamed, /\r\ncontent-type: text\/event-stream\r\n/i)
