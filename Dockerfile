@@ -14,6 +14,8 @@ RUN npm run build
 
 FROM node:24-slim AS runtime
 ENV NODE_ENV=production
+# The service listens on loopback by default; in a container it must take outside connections.
+ENV HOST=0.0.0.0
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force

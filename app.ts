@@ -11,6 +11,7 @@ import idempotencyPlugin from './plugins/idempotency.js'
 import limitsPlugin from './plugins/limits.js'
 import metricsPlugin from './plugins/metrics.js'
 import redisPlugin from './plugins/redis.js'
+import refusalsPlugin from './plugins/refusals.js'
 import healthRoute from './routes/health.js'
 import metricsRoute from './routes/metrics.js'
 import notifyRoute from './routes/notify.js'
@@ -49,11 +50,13 @@ export async function buildApp (opts: AppOptions = {}): Promise<FastifyInstance>
     http: { headersTimeout: config.HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
     // Unknown fields are an error, not silently dropped, and nothing is coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
-    return503OnClosing: true
+    // plugins/refusals answers requests during close instead, after CORS and as streams to EventSource.
+    return503OnClosing: false
   })
   app.decorate('instanceId', opts.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`)
   await app.register(configPlugin, { config })
   await app.register(corsPlugin)
+  await app.register(refusalsPlugin)
   await app.register(redisPlugin)
   await app.register(fanoutPlugin)
   await app.register(idempotencyPlugin)

@@ -8,9 +8,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { errorBody, retryAfterSeconds } from '../src/refusal.js'
 
-type Hook = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+type Hook = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+/** The error @fastify/rate-limit throws, as errorResponseBuilder below makes it. */
+type RateLimited = Error & { statusCode: number, retryAfterMs: number }
 /** under-pressure sends what it returns (sync), or lets the request pass when it returns nothing. */
 type PressureHandler = (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined) => unknown
 
@@ -60,13 +61,22 @@ async function limits (fastify: FastifyInstance): Promise<void> {
       keyGenerator: request => `${what}:${normalizeIP(request.ip)}`,
       errorResponseBuilder: (_request, context) => {
         const err = new Error(`rate limit: at most ${max} ${what === 'publish' ? 'publishes' : 'new streams'} per ${windowS} s from one address; retry in ${context.after}`)
-        return Object.assign(err, { statusCode: context.statusCode })
+        return Object.assign(err, { statusCode: context.statusCode, retryAfterMs: context.ttl })
       }
     })
   }
+  // On an SSE route the limit's 429 is a temporary refusal: sent so that EventSource retries.
+  const refusing = (hook: Hook): Hook => async function (request, reply) {
+    try {
+      await hook.call(this, request, reply)
+    } catch (err) {
+      const { statusCode, retryAfterMs, message } = err as RateLimited
+      if (statusCode !== 429) throw err
+      return reply.refuseForNow({ statusCode, reason: 'rate_limit', retryAfterMs, message })
+    }
+  }
   const limiters = { streams: limiter(cfg.RATE_LIMIT_STREAMS, 'stream'), publishes: limiter(cfg.RATE_LIMIT_PUBLISH, 'publish') }
 
-  const retryAfter = retryAfterSeconds(cfg.RETRY_MS)
   let lastWarning = 0
   // A plain 503 reply, not an error: a shed request is expected, and must not flood the log.
   const shedLoad = function (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined): unknown {
@@ -75,15 +85,22 @@ async function limits (fastify: FastifyInstance): Promise<void> {
       lastWarning = Date.now()
       request.log.warn(`under pressure${measured}: refusing new streams and publishes (logged at most every 10 s)`)
     }
-    reply.code(503).header('retry-after', retryAfter)
-    return errorBody(503, `this instance is under pressure${measured}: open streams go on, new streams and publishes are refused for now`)
+    // Sent here; under-pressure then calls next(), which Fastify skips for a sent reply.
+    reply.refuseForNow({
+      statusCode: 503,
+      reason: 'pressure',
+      retryAfterMs: cfg.RETRY_MS,
+      message: `this instance is under pressure${measured}: open streams go on, new streams and publishes are refused for now`
+    })
+    return undefined
   }
   // As @fastify/rate-limit does: routes opt in through their config.
   fastify.addHook('onRoute', routeOptions => {
     const config = routeOptions.config
     if (config?.shedsLoad === true) config.pressureHandler = shedLoad
-    const hook = config?.rateLimited === undefined ? null : limiters[config.rateLimited]
-    if (hook === null) return
+    const limit = config?.rateLimited === undefined ? null : limiters[config.rateLimited]
+    if (limit === null) return
+    const hook = config?.sse === true ? refusing(limit) : limit
     const existing = routeOptions.onRequest
     routeOptions.onRequest = existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
   })
@@ -104,4 +121,4 @@ async function limits (fastify: FastifyInstance): Promise<void> {
   }
 }
 
-export default fp(limits, { name: 'limits', fastify: '5.x', dependencies: ['config', 'redis'] })
+export default fp(limits, { name: 'limits', fastify: '5.x', dependencies: ['config', 'redis', 'refusals'] })

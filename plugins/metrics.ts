@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { REFUSAL_REASONS } from '../src/refusal.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -47,6 +48,18 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
       for (const fanout of ['cluster', 'local'] as const) if (published[fanout] > 0) this.inc({ fanout }, published[fanout])
     }
   })
+  const { refused } = fastify.refusals
+  // eslint-disable-next-line no-new
+  new Counter({
+    name: 'sse_stream_refusals_total',
+    help: 'GET /stream requests refused for now (answered as a stream that ends to EventSource, else 503 or 429), by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const reason of REFUSAL_REASONS) if (refused[reason] > 0) this.inc({ reason }, refused[reason])
+    }
+  })
   const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers: [registry] })
   const duration = new Histogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration', labelNames: ['method', 'route'], registers: [registry] })
 
@@ -60,4 +73,4 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   fastify.decorate('metrics', { registry, published })
 }
 
-export default fp(metrics, { name: 'metrics', fastify: '5.x', dependencies: ['fanout'] })
+export default fp(metrics, { name: 'metrics', fastify: '5.x', dependencies: ['fanout', 'refusals'] })

@@ -4,7 +4,7 @@ import { decodeCursor, streamLogs } from '../src/cursor.js'
 import { atExpiry } from '../src/expiry.js'
 import { encodeComment, encodePreamble, encodeStreamHead } from '../src/frame.js'
 import { Client } from '../src/hub.js'
-import { errorBody, retryAfterSeconds } from '../src/refusal.js'
+import { errorBody, shutdownRefusal, type TemporaryRefusal } from '../src/refusal.js'
 import { resume, type DrainableSink } from '../src/resume.js'
 import { parseTopics } from '../src/topic.js'
 
@@ -14,11 +14,12 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
   const cfg = fastify.config
   const { hub, bus } = fastify
   const preamble = encodePreamble(cfg.RETRY_MS)
-  const retryAfter = retryAfterSeconds(cfg.RETRY_MS)
+  const atCapacity: TemporaryRefusal = { statusCode: 503, reason: 'max_clients', retryAfterMs: cfg.RETRY_MS, message: `this instance is at MAX_CLIENTS (${cfg.MAX_CLIENTS}) streams` }
+  const shutdown = shutdownRefusal(cfg.RETRY_MS)
   const tokenExpired = encodeComment('token expired')
 
   fastify.get('/stream', {
-    config: { auth: 'subscribe', rateLimited: 'streams', shedsLoad: true }
+    config: { auth: 'subscribe', rateLimited: 'streams', shedsLoad: true, sse: true }
   }, async (request, reply) => {
     const query = request.query as Query
     let params = 0
@@ -37,9 +38,9 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
     }
     const denied = fastify.checkTopics(request, 'subscribe', topics)
     if (denied !== null) return reply.code(403).send(errorBody(403, denied))
-    if (hub.size >= cfg.MAX_CLIENTS) {
-      return reply.code(503).header('retry-after', retryAfter).send(errorBody(503, `this instance is at MAX_CLIENTS (${cfg.MAX_CLIENTS}) streams`))
-    }
+    // Checked last, right before the stream opens: close() may have begun during the hooks.
+    if (fastify.refusals.closing) return reply.refuseForNow(shutdown)
+    if (hub.size >= cfg.MAX_CLIENTS) return reply.refuseForNow(atCapacity)
 
     // Written straight to the socket, delimited by the connection's end: no chunked
     // encoding, so one frame (or one turn's frames) is one plain write.

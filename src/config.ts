@@ -6,7 +6,7 @@ import { EVENT_NAME_CHARS } from './topic.js'
 
 export const configSchema = Type.Object({
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000, description: 'HTTP port' }),
-  HOST: Type.String({ minLength: 1, default: '0.0.0.0', description: 'Address to listen on' }),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on (the container image sets 0.0.0.0)' }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', description: 'pino log level' }),
   REDIS_URL: Type.String({ pattern: '^(rediss?://.+)?$', default: '', description: 'redis:// or rediss:// URL, optional user:password@; empty = single-instance mode' }),
   REDIS_MODE: Type.Enum(['auto', 'standalone', 'cluster'], { default: 'auto', description: 'One Redis or a Redis Cluster; auto asks the server at connect (cluster_enabled)' }),

@@ -53,15 +53,25 @@ export function encodeReset (id: string | null, reason: string, topic: string | 
 }
 
 /**
+ * A temporary refusal as a stream that ends at once: EventSource reconnects after `retryMs`
+ * by itself (on a non-200 answer it gives up for good). No id, so Last-Event-ID stays put.
+ */
+export function encodeRefusal (retryMs: number, status: number, reason: string): Buffer {
+  return Buffer.from(`retry: ${retryMs}\nevent: refused\ndata: ${JSON.stringify({ status, reason, retryAfterMs: retryMs })}\n\n`)
+}
+
+/** The headers of every SSE answer: streams, and refusals sent as streams. */
+export const STREAM_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } as const
+
+/**
  * The status line and headers of a stream, written straight to the socket and delimited
  * by the connection's end; `headers` are those other plugins set (CORS).
  */
 export function encodeStreamHead (headers: Record<string, string | number | string[] | undefined>): string {
   let head = 'HTTP/1.1 200 OK\r\n'
-  for (const [name, value] of Object.entries(headers)) {
+  for (const [name, value] of Object.entries({ ...headers, ...STREAM_HEADERS, connection: 'close' })) {
     if (value === undefined) continue
     for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`
   }
-  return head + 'content-type: text/event-stream\r\ncache-control: no-cache\r\n' +
-    'x-accel-buffering: no\r\nconnection: close\r\n\r\n'
+  return head + '\r\n'
 }

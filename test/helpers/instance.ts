@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http'
+import { connect } from 'node:net'
 import { buildApp, type AppOptions } from '../../app.js'
 
 export interface Instance {
@@ -162,4 +163,25 @@ export async function notify (url: string, body: unknown, headers: Record<string
   let parsed: unknown = text
   try { parsed = JSON.parse(text) } catch {}
   return { status: res.status, body: parsed, headers: res.headers }
+}
+
+/**
+ * Sends `request` on a connection whose earlier request (a publish, its body held back)
+ * is still open when close() begins, as a keep-alive client or a proxy would; resolves
+ * with the raw answer to `request` once the connection is closed.
+ */
+export async function requestDuringClose (app: FastifyInstance, url: string, request: string): Promise<string> {
+  const socket = connect(Number(new URL(url).port), '127.0.0.1')
+  await new Promise<void>(resolve => socket.once('connect', resolve))
+  let received = ''
+  socket.on('data', chunk => { received += chunk.toString() })
+  const body = '{"data":"x"}'
+  socket.write(`POST /notify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 4)}`)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const closed = app.close()
+  while (!app.refusals.closing) await new Promise(resolve => setTimeout(resolve, 10))
+  socket.write(body.slice(4) + request)
+  await new Promise(resolve => socket.once('close', resolve))
+  await closed
+  return received.slice(received.indexOf('HTTP/1.1', 1))
 }

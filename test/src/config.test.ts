@@ -13,6 +13,14 @@ t.test('every setting is in the README table and in .env.example', async t => {
   }
 })
 
+t.test('the README table gives each setting the default the schema has', async t => {
+  for (const [name, schema] of Object.entries(configSchema.properties)) {
+    const row = readme.match(new RegExp('^\\| `' + name + '` \\| ([^|]*) \\|', 'm'))
+    const value: unknown = (schema as { default?: unknown }).default
+    t.equal(row?.[1], value === '' ? '(empty)' : '`' + String(value) + '`', `default of ${name}`)
+  }
+})
+
 t.test('.env.example names nothing the service does not read', async t => {
   const known = new Set(Object.keys(configSchema.properties))
   for (const [, name] of envExample.matchAll(/^#? ?([A-Z][A-Z0-9_]+)=/gm)) {
@@ -28,7 +36,7 @@ t.test('splitList: comma-separated, trimmed, blanks dropped', async t => {
 
 t.test('loadConfig: the defaults, values over the environment, strings read as numbers', async t => {
   const defaults = loadConfig({ env: false })
-  t.match(defaults, { PORT: 3000, HOST: '0.0.0.0', REDIS_URL: '', HISTORY_SIZE: 1000, SUBSCRIBE_AUTH: 'off' })
+  t.match(defaults, { PORT: 3000, HOST: '127.0.0.1', REDIS_URL: '', HISTORY_SIZE: 1000, SUBSCRIBE_AUTH: 'off' })
   t.equal(loadConfig({ env: false, values: { PORT: '8080' } }).PORT, 8080, 'as the environment gives it, a string')
   const before = process.env.RETRY_MS
   process.env.RETRY_MS = '4321'

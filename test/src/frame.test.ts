@@ -1,5 +1,5 @@
 import t from 'tap'
-import { encodeBody, encodeComment, encodeFrame, encodeHeartbeat, encodePreamble, encodeReset, encodeStreamHead } from '../../src/frame.js'
+import { encodeBody, encodeComment, encodeFrame, encodeHeartbeat, encodePreamble, encodeRefusal, encodeReset, encodeStreamHead, STREAM_HEADERS } from '../../src/frame.js'
 
 t.test('a string payload is sent as-is, one data: line per line', async t => {
   t.equal(encodeBody('created', 'a\nb\r\nc\rd'), 'event: created\ndata: a\ndata: b\ndata: c\ndata: d\n\n')
@@ -49,6 +49,19 @@ t.test('heartbeat: a comment, or an empty event of the configured name with no i
 t.test('reset: the reason and the topic as JSON data; with an id, the position it moves the client to', async t => {
   t.equal(encodeReset(null, 'history', 'orders').toString(), 'event: reset\ndata: {"reason":"history","topic":"orders"}\n\n')
   t.equal(encodeReset('5-1', 'history-unavailable', null).toString(), 'id: 5-1\nevent: reset\ndata: {"reason":"history-unavailable"}\n\n', 'no topic: every log of the stream')
+})
+
+t.test('refusal: the retry delay, a named event saying why, then nothing: no id, so Last-Event-ID stays put', async t => {
+  t.equal(encodeRefusal(3000, 503, 'max_clients').toString(),
+    'retry: 3000\nevent: refused\ndata: {"status":503,"reason":"max_clients","retryAfterMs":3000}\n\n')
+  t.notMatch(encodeRefusal(60000, 429, 'rate_limit').toString(), /^id:/m)
+})
+
+t.test('the SSE headers are the same for a stream and for a refusal sent as one', async t => {
+  t.same(STREAM_HEADERS, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' })
+  const head = encodeStreamHead({ 'content-type': 'text/plain', 'access-control-allow-origin': '*' })
+  t.equal(head.match(/content-type/g)?.length, 1, 'a content-type set before is replaced, not doubled')
+  t.match(head, /\r\ncontent-type: text\/event-stream\r\n/)
 })
 
 t.test('stream head: a 200 with the SSE headers and the other plugins\' headers, delimited by the connection\'s end', async t => {
