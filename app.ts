@@ -10,6 +10,7 @@ import fanoutPlugin from './plugins/fanout.js'
 import limitsPlugin from './plugins/limits.js'
 import metricsPlugin from './plugins/metrics.js'
 import redisPlugin from './plugins/redis.js'
+import demoRoute from './routes/demo.js'
 import healthRoute from './routes/health.js'
 import metricsRoute from './routes/metrics.js'
 import notifyRoute from './routes/notify.js'
@@ -63,5 +64,6 @@ export async function buildApp (opts: AppOptions = {}): Promise<FastifyInstance>
   await app.register(notifyRoute)
   await app.register(healthRoute)
   await app.register(metricsRoute)
+  await app.register(demoRoute)
   return app
 }
