@@ -53,8 +53,11 @@ export function renderNginxConf (conf: string, opts: LocalNginxOptions): string 
   ].join('\n'))
 }
 
-/** Starts nginx with `conf`; resolves once `url`/health answers through it (10 s at most). */
-export async function startNginx (bin: string, dir: string, conf: string, url: string): Promise<ChildProcess> {
+/**
+ * Starts nginx with `conf`; resolves once `url`/health answers 200 through it (or, with
+ * `upstreamsUp` false, answers at all), 10 s at most.
+ */
+export async function startNginx (bin: string, dir: string, conf: string, url: string, upstreamsUp = true): Promise<ChildProcess> {
   await writeFile(join(dir, 'nginx.conf'), conf)
   const child = spawn(bin, ['-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', conf.includes(`error_log ${dir}/`) ? `${dir}/error.log` : 'stderr',
     '-g', `daemon off; master_process off; pid ${dir}/nginx.pid;`], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -69,7 +72,9 @@ export async function startNginx (bin: string, dir: string, conf: string, url: s
       throw new Error(`nginx exited (${child.exitCode ?? child.signalCode}): ${output}${log}`)
     }
     try {
-      if ((await fetch(`${url}/health`)).ok) return child
+      const res = await fetch(`${url}/health`)
+      await res.body?.cancel()
+      if (res.ok || !upstreamsUp) return child
     } catch {}
     if (Date.now() > deadline) {
       child.kill('SIGKILL')

@@ -1,10 +1,16 @@
 // The demo page in a real Chromium: what a user sees when events cross instances, when
 // instances die behind nginx, and when the page is opened from a link or reloaded.
+import { once } from 'node:events'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import t, { type Test } from 'tap'
+import { findNginx, NGINX_CONF, renderNginxConf, startNginx } from '../../deploy/local-nginx.js'
 import { eventRows, launchChromium } from '../helpers/chromium.js'
 import { notify, openStream, startInstance } from '../helpers/instance.js'
-import { TestRedis } from '../helpers/redis.js'
+import { startServer, type ServerProcess } from '../helpers/process.js'
+import { freePort, TestRedis } from '../helpers/redis.js'
 
 const redis = await TestRedis.start()
 t.teardown(() => redis.stop())
@@ -114,4 +120,70 @@ t.test('the page resumes where it left off after a reload (last id kept per topi
   await page.click('#forget')
   await untilState(page, 'open')
   t.equal(await text(page, '#last-id'), 'none')
+})
+
+const nginxBin = findNginx()
+t.test('(b) behind nginx: the page recovers by itself when its instance, then both, are SIGKILLed', async t => {
+  checkPolicy(t)
+  if (nginxBin === undefined) throw new Error('nginx is not installed (not on the PATH nor in /usr/sbin): apt-get install nginx')
+  const dir = await mkdtemp(join(tmpdir(), 'sse-demo-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const ports = [await freePort(), await freePort()]
+  const env = { REDIS_URL: redis.url, REDIS_PREFIX: 'demokill:', RETRY_MS: '1000' }
+  const started: ServerProcess[] = []
+  t.teardown(() => { for (const s of started) s.child.kill('SIGKILL') })
+  const start = async (port: number): Promise<ServerProcess> => {
+    const server = await startServer({ ...env, PORT: String(port) })
+    started.push(server)
+    return server
+  }
+  // One after the other: on a busy machine, tsx compiling for several at once is slow.
+  const servers = [await start(ports[0]), await start(ports[1])]
+  const proxyPort = await freePort()
+  const proxy = `http://127.0.0.1:${proxyPort}`
+  const conf = renderNginxConf(await readFile(NGINX_CONF, 'utf8'), { upstreams: ports.map(p => `127.0.0.1:${p}`), port: proxyPort, dir })
+  const nginx = await startNginx(nginxBin, dir, conf, proxy)
+  t.teardown(async () => {
+    if (nginx.exitCode !== null || nginx.signalCode !== null) return
+    nginx.kill('SIGTERM')
+    await once(nginx, 'exit')
+  })
+
+  const page = await browser.newPage()
+  t.teardown(() => page.close())
+  await page.goto(`${proxy}/?topic=crash`)
+  await untilState(page, 'open')
+  const ids: string[] = []
+  const publish = async (data: string): Promise<void> => {
+    const res = await notify(proxy, { topic: 'crash', data })
+    t.equal(res.status, 202, `${data} accepted`)
+    ids.push(res.body.id)
+  }
+  for (const data of ['e1', 'e2', 'e3']) await publish(data)
+  await untilRows(page, 3)
+
+  const clients = await Promise.all(servers.map(async s => (await (await fetch(`${s.url}/health`)).json()).clients))
+  const holder = clients.indexOf(1)
+  t.ok(holder !== -1, `the page's stream is on one instance (${clients})`)
+  servers[holder].child.kill('SIGKILL')
+  await servers[holder].exited
+  for (const data of ['e4', 'e5']) await publish(data)
+  await untilRows(page, 5, 'message', 10_000)
+  await untilState(page, 'open')
+  t.equal(await text(page, '#reconnects'), '1', 'one reconnect, through nginx to another instance')
+
+  for (const s of servers) s.child.kill('SIGKILL')
+  await Promise.all(servers.map(async s => await s.exited))
+  t.equal((await notify(proxy, { topic: 'crash', data: 'nobody there' })).status, 502, 'no instance: nothing is accepted')
+  await new Promise(resolve => setTimeout(resolve, 5000)) // the outage the page has to sit out
+  t.not(await page.getAttribute('#state', 'data-state'), 'closed', 'EventSource has not given up during the outage')
+
+  servers[0] = await start(ports[holder])
+  for (const data of ['e6', 'e7']) await publish(data)
+  await untilRows(page, 7, 'message', 20_000)
+  await untilState(page, 'open')
+  const rows = (await eventRows(page)).filter(r => r.event === 'message')
+  t.same(rows.map(r => r.data), ['e1', 'e2', 'e3', 'e4', 'e5', 'e6', 'e7'], 'every event once, in order')
+  t.same(rows.map(r => r.id), ids, 'with the ids the publisher got')
+  t.ok(Number(await text(page, '#reconnects')) >= 2, 'it reconnected by itself')
 })

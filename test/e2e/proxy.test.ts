@@ -150,4 +150,28 @@ if (nginxBin === undefined) {
     t.same(back.events, [{ id: missed.body.id, data: 'missed' }], 'the missed event, replayed once')
     t.ok(await clientsOf(staying) >= 2)
   })
+
+  t.test('no instance reachable: /stream is a 200 stream that ends with retry:, so EventSource retries; /notify stays a 502', async t => {
+    const downDir = await mkdtemp(join(tmpdir(), 'sse-proxy-down-'))
+    t.teardown(() => rm(downDir, { recursive: true, force: true }))
+    const downPort = await freePort()
+    const down = `http://127.0.0.1:${downPort}`
+    const downConf = renderNginxConf(await readFile(CONF, 'utf8'), { upstreams: [`127.0.0.1:${await freePort()}`], port: downPort, dir: downDir })
+    const child = await startNginx(nginxBin, downDir, downConf, down, false)
+    t.teardown(async () => {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    })
+    const c = await openStream(t, `${down}/stream?topic=a`, { origin: 'https://app.example.com' })
+    t.equal(c.status, 200)
+    t.match(c.headers['content-type'], /^text\/event-stream/)
+    t.equal(c.headers['access-control-allow-origin'], 'https://app.example.com', 'readable by a page on another origin')
+    t.equal(c.headers['access-control-allow-credentials'], 'true')
+    await c.until(x => x.ended, 2000, 'the stream to end')
+    t.match(c.raw, /^retry: \d+\n/, 'a retry delay first')
+    t.same(c.events.map(e => e.event), ['refused'], 'one refused event, and no id: Last-Event-ID is kept')
+    t.equal(c.events[0].id, undefined)
+    const res = await notify(down, { topic: 'a', data: 1 })
+    t.equal(res.status, 502, 'a publisher sees that nothing was accepted')
+  })
 }
