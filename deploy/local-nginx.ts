@@ -32,8 +32,8 @@ export interface LocalNginxOptions {
   /** The loopback port nginx listens on. */
   port: number
   dir: string
-  /** Logs to files in `dir` (default), or as the config says (stderr and stdout). */
-  logsInDir?: boolean
+  /** The error log to `dir`/error.log (default), or to stderr as the config says. */
+  errorLogInDir?: boolean
 }
 
 /** deploy/nginx.conf with the instances as its upstream, on a loopback port. */
@@ -42,10 +42,9 @@ export function renderNginxConf (conf: string, opts: LocalNginxOptions): string 
   const servers = opts.upstreams.map(u => `server ${u};`).join(' ')
   conf = replaceOnce(conf, /set \$sse_upstream \S+;/, 'set $sse_upstream sse_local;')
   conf = replaceOnce(conf, /listen \d+;/, `listen 127.0.0.1:${opts.port};`)
-  if (opts.logsInDir ?? true) {
-    conf = replaceOnce(conf, /^error_log .*;$/m, `error_log ${dir}/error.log info;`)
-    conf = replaceOnce(conf, /access_log \S+ main;/, `access_log ${dir}/access.log main;`)
-  }
+  if (opts.errorLogInDir ?? true) conf = replaceOnce(conf, /^error_log .*;$/m, `error_log ${dir}/error.log info;`)
+  // Not /dev/stdout: a child's stdout from Node is a socket, which nginx cannot open.
+  conf = replaceOnce(conf, /access_log \S+ main;/, `access_log ${dir}/access.log main;`)
   return replaceOnce(conf, /^http \{$/m, [
     'http {',
     `    upstream sse_local { ${servers} }`,
