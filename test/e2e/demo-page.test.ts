@@ -179,6 +179,12 @@ t.test('(b) behind nginx: the page recovers by itself when its instance, then bo
   t.not(await page.getAttribute('#state', 'data-state'), 'closed', 'EventSource has not given up during the outage')
 
   servers[0] = await start(ports[holder])
+  // nginx takes a peer that failed out of rotation for a while (fail_timeout): until it
+  // routes to the instance again, a publish is a 502 and nothing is accepted.
+  for (const until = Date.now() + 15_000; Date.now() < until;) {
+    if ((await fetch(`${proxy}/health`).then(async r => { await r.body?.cancel(); return r.status }, () => 0)) === 200) break
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
   for (const data of ['e6', 'e7']) await publish(data)
   await untilRows(page, 7, 'message', 20_000)
   await untilState(page, 'open')
