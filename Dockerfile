@@ -20,6 +20,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The demo page (DEMO_PAGE) is not compiled: routes/demo.ts reads it from the project root.
+COPY public ./public
 # The image's unprivileged "node" user (uid 1000); the app writes nothing to disk.
 USER node
 EXPOSE 3000

@@ -12,6 +12,7 @@ import limitsPlugin from './plugins/limits.js'
 import metricsPlugin from './plugins/metrics.js'
 import redisPlugin from './plugins/redis.js'
 import refusalsPlugin from './plugins/refusals.js'
+import demoRoute from './routes/demo.js'
 import healthRoute from './routes/health.js'
 import metricsRoute from './routes/metrics.js'
 import notifyRoute from './routes/notify.js'
@@ -68,5 +69,6 @@ export async function buildApp (opts: AppOptions = {}): Promise<FastifyInstance>
   await app.register(notifyRoute)
   await app.register(healthRoute)
   await app.register(metricsRoute)
+  await app.register(demoRoute)
   return app
 }

@@ -1,72 +1,15 @@
 // Streams and publishes through a real nginx run with deploy/nginx.conf, in front of two
 // instances sharing one Redis: no buffering, fan-out, Last-Event-ID resume, failover.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { accessSync, constants } from 'node:fs'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import t from 'tap'
+import { findNginx, NGINX_CONF, renderNginxConf, startNginx } from '../../deploy/local-nginx.js'
 import { notify, openStream, SseClient, startInstance, type Instance } from '../helpers/instance.js'
 import { freePort, TestRedis } from '../helpers/redis.js'
 
-const CONF = new URL('../../deploy/nginx.conf', import.meta.url)
-
-/** nginx on the PATH, or in /usr/sbin (where Debian puts it, off a non-root PATH). */
-function findNginx (): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin']
-  for (const dir of dirs) {
-    if (dir === '') continue
-    try {
-      accessSync(join(dir, 'nginx'), constants.X_OK)
-      return join(dir, 'nginx')
-    } catch {}
-  }
-  return undefined
-}
-
-function replaceOnce (text: string, from: RegExp, to: string): string {
-  if (!from.test(text)) throw new Error(`deploy/nginx.conf has no line matching ${from}: update test/e2e/proxy.test.ts with it`)
-  return text.replace(from, to)
-}
-
-/** deploy/nginx.conf with the instances as upstream, a loopback port, and files in `dir`. */
-function renderConf (conf: string, upstreams: string[], port: number, dir: string): string {
-  const servers = upstreams.map(u => `server ${u};`).join(' ')
-  conf = replaceOnce(conf, /set \$sse_upstream \S+;/, 'set $sse_upstream sse_test;')
-  conf = replaceOnce(conf, /listen \d+;/, `listen 127.0.0.1:${port};`)
-  conf = replaceOnce(conf, /^error_log .*;$/m, `error_log ${dir}/error.log info;`)
-  conf = replaceOnce(conf, /access_log \S+ main;/, `access_log ${dir}/access.log main;`)
-  return replaceOnce(conf, /^http \{$/m, [
-    'http {',
-    `    upstream sse_test { ${servers} }`,
-    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(p => `    ${p}_temp_path ${dir}/${p};`)
-  ].join('\n'))
-}
-
-async function startNginx (bin: string, dir: string, conf: string, url: string): Promise<ChildProcess> {
-  await writeFile(join(dir, 'nginx.conf'), conf)
-  // One process (no master and workers): one pid to stop, and no switch to another user.
-  const child = spawn(bin, ['-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', `${dir}/error.log`,
-    '-g', `daemon off; master_process off; pid ${dir}/nginx.pid;`], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const deadline = Date.now() + 10_000
-  while (true) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      const log = await readFile(join(dir, 'error.log'), 'utf8').catch(() => '')
-      throw new Error(`nginx exited (${child.exitCode ?? child.signalCode}): ${stderr}${log}`)
-    }
-    try {
-      if ((await fetch(`${url}/health`)).ok) return child
-    } catch {}
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`nginx did not answer ${url}/health within 10 s: ${stderr}`)
-    }
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
+const CONF = NGINX_CONF
 
 async function clientsOf (node: Instance): Promise<number> {
   return (await (await fetch(`${node.url}/health`)).json()).clients
@@ -100,7 +43,7 @@ if (nginxBin === undefined) {
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const port = await freePort()
   const proxy = `http://127.0.0.1:${port}`
-  const conf = renderConf(await readFile(CONF, 'utf8'), nodes.map(n => n.url.replace('http://', '')), port, dir)
+  const conf = renderNginxConf(await readFile(CONF, 'utf8'), { upstreams: nodes.map(n => n.url.replace('http://', '')), port, dir })
   const nginx = await startNginx(nginxBin, dir, conf, proxy)
   // Registered last, so it runs first: nginx goes before the instances behind it.
   t.teardown(async () => {
@@ -206,5 +149,29 @@ if (nginxBin === undefined) {
     await back.untilEvents(1)
     t.same(back.events, [{ id: missed.body.id, data: 'missed' }], 'the missed event, replayed once')
     t.ok(await clientsOf(staying) >= 2)
+  })
+
+  t.test('no instance reachable: /stream is a 200 stream that ends with retry:, so EventSource retries; /notify stays a 502', async t => {
+    const downDir = await mkdtemp(join(tmpdir(), 'sse-proxy-down-'))
+    t.teardown(() => rm(downDir, { recursive: true, force: true }))
+    const downPort = await freePort()
+    const down = `http://127.0.0.1:${downPort}`
+    const downConf = renderNginxConf(await readFile(CONF, 'utf8'), { upstreams: [`127.0.0.1:${await freePort()}`], port: downPort, dir: downDir })
+    const child = await startNginx(nginxBin, downDir, downConf, down, false)
+    t.teardown(async () => {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    })
+    const c = await openStream(t, `${down}/stream?topic=a`, { origin: 'https://app.example.com' })
+    t.equal(c.status, 200)
+    t.match(c.headers['content-type'], /^text\/event-stream/)
+    t.equal(c.headers['access-control-allow-origin'], 'https://app.example.com', 'readable by a page on another origin')
+    t.equal(c.headers['access-control-allow-credentials'], 'true')
+    await c.until(x => x.ended, 2000, 'the stream to end')
+    t.match(c.raw, /^retry: \d+\n/, 'a retry delay first')
+    t.same(c.events.map(e => e.event), ['refused'], 'one refused event, and no id: Last-Event-ID is kept')
+    t.equal(c.events[0].id, undefined)
+    const res = await notify(down, { topic: 'a', data: 1 })
+    t.equal(res.status, 502, 'a publisher sees that nothing was accepted')
   })
 }

@@ -35,7 +35,10 @@ export async function startServer (env: Record<string, string> = {}, waitForList
   if (waitForListen) {
     const deadline = Date.now() + 15000
     while (!out.includes('Server listening')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${out}`)
+      if (child.exitCode !== null || Date.now() > deadline) {
+        child.kill('SIGKILL')
+        throw new Error(`server did not start:\n${out}`)
+      }
       await new Promise(resolve => setTimeout(resolve, 50))
     }
   }
