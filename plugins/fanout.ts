@@ -47,7 +47,6 @@ async function fanout (fastify: FastifyInstance): Promise<void> {
       historyTtlMs: cfg.HISTORY_TTL_MS,
       rejectWhenDegraded: cfg.PUBLISH_WHEN_DEGRADED === 'reject',
       listener,
-      logs: () => hub.logs(),
       onError: (err, what) => fastify.log.warn({ err: err.message }, `Redis ${what} failed`),
       // One line per change: what is missing, then that it is back.
       onTrouble: reason => reason === null

@@ -227,11 +227,6 @@ export class Hub {
     if (this.index.has(log)) this.heads.set(log, position)
   }
 
-  /** Whether `log` has readers here and is subscribed. */
-  isReady (log: string): boolean {
-    return this.readyLogs.has(log)
-  }
-
   deliver (d: Delivery): void {
     const groups = this.index.get(d.log)
     if (groups === undefined) return

@@ -34,8 +34,6 @@ export interface RedisBusOptions {
   /** Events accepted during an outage that wait for Redis; past it, publishes get 503. */
   outboxLimit: number
   listener: BusListener
-  /** The logs local clients read: what to catch up on after an outage. */
-  logs: () => string[]
   onError: (err: Error, what: string) => void
   /** The path proof found a problem (its reason), or it went away (null). */
   onTrouble: (reason: string | null) => void
@@ -336,31 +334,36 @@ export class RedisBus implements Bus {
     // waits for the turns before it, and the turns after it wait for it, to keep each log's order.
     const multi = turn.some(p => p.event.topics !== null && p.event.topics.length > 1)
     if (!multi && this.pending === 0) {
-      this.sendSingles(turn)
+      this.sendSingles(turn).catch(() => {}) // each call settles its own publishes
       return
     }
     this.pending++
     this.tail = this.tail.then(async () => await this.sendInOrder(turn)).finally(() => { this.pending-- })
   }
 
-  /** Events of one log each: one call per log (per CALL_EVENTS), all at once. */
-  private sendSingles (turn: Pending[]): void {
+  /**
+   * Events of one topic each: one call per log (per CALL_EVENTS), all at once; one
+   * connection keeps a log's calls in order. Resolves when all are answered.
+   */
+  private async sendSingles (events: Pending[]): Promise<void> {
     const byLog = new Map<string, Pending[]>()
-    for (const p of turn) {
+    for (const p of events) {
       const log = p.event.topics?.[0] ?? BROADCAST
       let list = byLog.get(log)
       if (list === undefined) byLog.set(log, list = [])
       list.push(p)
     }
+    const calls: Array<Promise<void>> = []
     for (const [log, list] of byLog) {
       for (let from = 0; from < list.length; from += CALL_EVENTS) {
         const part = list.slice(from, from + CALL_EVENTS)
-        this.send(log, part.map(p => ({ event: p.event, uid: '', priors: '' })), '').then(
+        calls.push(this.send(log, part.map(p => ({ event: p.event, uid: '', priors: '' })), '').then(
           ids => { for (let i = 0; i < part.length; i++) settle(part[i], ids[i], null) },
           err => { for (const p of part) settle(p, null, err as Error) }
-        )
+        ))
       }
     }
+    await Promise.all(calls)
   }
 
   private async sendInOrder (turn: Pending[]): Promise<void> {
@@ -368,22 +371,7 @@ export class RedisBus implements Bus {
     const flushRun = async (): Promise<void> => {
       const part = run
       run = []
-      if (part.length === 0) return
-      const byLog = new Map<string, Pending[]>()
-      for (const p of part) {
-        const log = p.event.topics?.[0] ?? BROADCAST
-        let list = byLog.get(log)
-        if (list === undefined) byLog.set(log, list = [])
-        list.push(p)
-      }
-      await Promise.all([...byLog].map(async ([log, list]) => {
-        try {
-          const ids = await this.send(log, list.map(p => ({ event: p.event, uid: '', priors: '' })), '')
-          for (let i = 0; i < list.length; i++) settle(list[i], ids[i], null)
-        } catch (err) {
-          for (const p of list) settle(p, null, err as Error)
-        }
-      }))
+      if (part.length > 0) await this.sendSingles(part)
     }
     for (const p of turn) {
       const topics = p.event.topics
