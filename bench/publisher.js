@@ -1,9 +1,11 @@
 // Publishes the events of one run: E events of P bytes, as a burst with `concurrency`
 // requests in flight or at `rate` events/s, over keep-alive connections. Each payload
 // is "s=<seq> t=<µs> xxx..." (P bytes), t in CLOCK_MONOTONIC µs: the time the event was
-// meant to be sent (the burst's start, or its slot at `rate`), not when its request
-// got out. A server that answers publishes slowly (nchan delivers before it answers)
-// would otherwise hold back the later sends and hide its queue (coordinated omission).
+// meant to be sent (the burst's start, or its slot at `rate`), not when its request got
+// out: a server that answers slowly (nchan delivers before it answers) would otherwise
+// hold back the later sends and hide its queue (coordinated omission). With one request
+// in flight and no rate, the publisher is the sequential kind (next POST after the
+// previous answer) and each event is stamped when it is sent.
 import http from 'node:http'
 
 function nowUs () {
@@ -82,7 +84,10 @@ export async function publish ({ targets, events, bytes, topic = 'bench', concur
         if (wait > 1) await new Promise(resolve => setTimeout(resolve, wait))
       }
       const datas = []
-      for (let s = first; s < first + count; s++) datas.push(payload(s, bytes, rate > 0 ? startUs + s * 1e6 / rate : due))
+      // One request in flight: each event is stamped when it is sent (the publisher waits for
+      // each answer, as most backends do; the issue's harness measures it this way).
+      const at = rate > 0 ? null : concurrency === 1 ? nowUs() : due
+      for (let s = first; s < first + count; s++) datas.push(payload(s, bytes, at ?? startUs + s * 1e6 / rate))
       const text = body(targets[which].kind, topic, datas)
       let answer = await post(agents[which], targets[which], text, timeoutMs)
       for (let attempt = 0; answer.status === 503 && attempt < retries; attempt++) {

@@ -5,6 +5,9 @@
 import { encodeCursor, streamLogs } from './cursor.js'
 import { compareIds } from './event-id.js'
 
+/** How long one turn writes queued clients before it lets the event loop read what came in. */
+const SLICE_MS = 4
+
 /** What the hub needs of a socket (node's ServerResponse or net.Socket fit). */
 export interface Sink {
   write (chunk: Buffer): boolean
@@ -102,10 +105,18 @@ export class Hub {
   /** Logs subscribed and with a known head; clients of other logs wait. */
   private readonly readyLogs = new Set<string>()
   private readonly opts: HubOptions
-  /** Clients with queued frames, flushed once per event-loop turn. */
+  /**
+   * Clients with queued frames, oldest first; `dirtyHead` is the next one to write. A pass
+   * writes them a slice per event-loop turn, so events that arrive meanwhile join the
+   * queues of the clients not yet written: they get both in one write.
+   */
   private dirty: Client[] = []
+  private dirtyHead = 0
   private flushScheduled = false
-  private readonly flushNow = (): void => this.flush()
+  private readonly flushNow = (): void => this.flushSlice()
+  /** The last chunk joined from several frames, shared by the next client with the same frames. */
+  private lastQueue: Buffer[] = []
+  private lastChunk: Buffer | null = null
   delivered = 0
   dropped = 0
   slowDisconnected = 0
@@ -297,6 +308,9 @@ export class Hub {
   /** Ends a stream cleanly, `last` its final bytes; the client reconnects and resumes. */
   close (client: Client, last?: Buffer): void {
     if (client.closed) return
+    // Frames queued for its next write go out first.
+    this.writeQueued(client)
+    if (client.closed) return
     this.remove(client)
     client.sink.end(last)
   }
@@ -315,33 +329,67 @@ export class Hub {
     for (const client of this.clients) this.close(client)
   }
 
-  /** Writes each client's queued frames as one chunk: one syscall per client per turn. */
+  /** Writes every client's queued frames now, each as one chunk. */
   flush (): void {
+    while (this.dirtyHead < this.dirty.length) this.writeQueued(this.dirty[this.dirtyHead++])
+    this.dirty = []
+    this.dirtyHead = 0
+  }
+
+  /**
+   * Writes queued clients, oldest first, for about SLICE_MS, then yields to the event loop
+   * (publishes arriving meanwhile are read and queued) and goes on in the next turn. A
+   * client written in this pass that gets another event joins the end of the line.
+   */
+  private flushSlice (): void {
     this.flushScheduled = false
     const dirty = this.dirty
-    this.dirty = []
-    // Clients of one group got the same frames this turn: join them once, share the chunk.
-    let lastQueue: Buffer[] = []
-    let lastChunk: Buffer | null = null
-    for (const client of dirty) {
-      const queue = client.queue
-      const bytes = client.queuedBytes
-      client.queue = []
-      client.queuedBytes = 0
-      if (client.closed) continue
-      let chunk: Buffer
-      if (queue.length === 1) {
-        chunk = queue[0]
-      } else if (lastChunk !== null && sameFrames(queue, lastQueue)) {
-        chunk = lastChunk
-      } else {
-        chunk = Buffer.concat(queue, bytes)
-        lastQueue = queue
-        lastChunk = chunk
-      }
-      if (!client.sink.write(chunk) && client.sink.writableLength > this.opts.bufferBytes) {
-        this.disconnectSlow(client, queue.length)
-      }
+    const deadline = performance.now() + SLICE_MS
+    let n = 0
+    while (this.dirtyHead < dirty.length) {
+      this.writeQueued(dirty[this.dirtyHead++])
+      if ((++n & 63) === 0 && performance.now() >= deadline) break
+    }
+    if (this.dirtyHead === dirty.length) {
+      this.dirty = []
+      this.dirtyHead = 0
+      return
+    }
+    // Drop the written part once it is most of the array, so a steady stream keeps it small.
+    if (this.dirtyHead > 1024 && this.dirtyHead * 2 > dirty.length) {
+      this.dirty = dirty.slice(this.dirtyHead)
+      this.dirtyHead = 0
+    }
+    this.scheduleFlush()
+  }
+
+  private scheduleFlush (): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    setImmediate(this.flushNow)
+  }
+
+  /** One client's queued frames as one chunk: one syscall per client per pass. */
+  private writeQueued (client: Client): void {
+    const queue = client.queue
+    const bytes = client.queuedBytes
+    if (bytes === 0) return
+    client.queue = []
+    client.queuedBytes = 0
+    if (client.closed) return
+    let chunk: Buffer
+    if (queue.length === 1) {
+      chunk = queue[0]
+    } else if (this.lastChunk !== null && sameFrames(queue, this.lastQueue)) {
+      // Clients of one group queued the same frames: join them once, share the chunk.
+      chunk = this.lastChunk
+    } else {
+      chunk = Buffer.concat(queue, bytes)
+      this.lastQueue = queue
+      this.lastChunk = chunk
+    }
+    if (!client.sink.write(chunk) && client.sink.writableLength > this.opts.bufferBytes) {
+      this.disconnectSlow(client, queue.length)
     }
   }
 
@@ -401,10 +449,7 @@ export class Hub {
     client.idle = false
     if (client.queuedBytes === 0) {
       this.dirty.push(client)
-      if (!this.flushScheduled) {
-        this.flushScheduled = true
-        setImmediate(this.flushNow)
-      }
+      this.scheduleFlush()
     }
     client.queue.push(frame)
     client.queuedBytes += frame.length

@@ -1,6 +1,7 @@
-// The publish path: autocannon against POST /notify of one instance with Redis
-// connected (single events and batches), beside a bare Fastify route that parses the
-// same JSON: the framework's ceiling on this machine. Rounds alternate the order.
+// The publish path: autocannon against POST /notify of one instance without Redis (the
+// default `npm start`) and of one with Redis connected, single events and batches,
+// beside a bare Fastify route that parses the same JSON: the framework's ceiling on
+// this machine. Rounds alternate the order.
 import autocannon from 'autocannon'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -33,17 +34,22 @@ export async function publishPath (opts, log) {
   const servers = []
   const results = {}
   const windows = {}
+  let variants = []
   const profileDir = opts.profile ? join(OUT_DIR, `profile-publish-${Date.now()}`) : null
   try {
-    const nodeArgs = profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]
-    const service = await startService({ name: 'service-redis', redisUrl: redis.url, prefix: `bench:${process.pid}:pub:`, nodeArgs })
+    const nodeArgs = name => profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)]
+    const service = await startService({ name: 'service-redis', redisUrl: redis.url, prefix: `bench:${process.pid}:pub:`, nodeArgs: nodeArgs('service-redis') })
     servers.push(service)
+    const alone = await startService({ name: 'service', nodeArgs: nodeArgs('service') })
+    servers.push(alone)
     const bare = await startBareFastify()
     servers.push(bare)
-    const variants = [
+    variants = [
       { name: 'bare Fastify route, 1 event', target: bare, body: single, events: 1 },
+      { name: 'POST /notify, no Redis, 1 event', target: alone, body: single, events: 1 },
       { name: 'POST /notify + Redis, 1 event', target: service, body: single, events: 1 },
       { name: `bare Fastify route, batch of ${opts.batch}`, target: bare, body: batch, events: opts.batch },
+      { name: `POST /notify, no Redis, batch of ${opts.batch}`, target: alone, body: batch, events: opts.batch },
       { name: `POST /notify + Redis, batch of ${opts.batch}`, target: service, body: batch, events: opts.batch }
     ]
     for (const v of variants) {
@@ -87,14 +93,20 @@ export async function publishPath (opts, log) {
   let text = `### Publish path: autocannon, ${opts.connections} connections, ${opts.duration} s per run, ${opts.bytes}-byte payloads, median of ${opts.rounds} alternated rounds\n\n` +
     table(['route', 'requests/s', 'events/s', 'p50 ms', 'p99 ms', 'server CPU %', 'redis CPU %', 'non-2xx/errors'], rows) +
     '\n\n(CPU % of one core, all threads, averaged over the run; autocannon runs in the bench process beside them.)' +
-    `\n\nPOST /notify / bare route: single ${ratio(summary[names[1]].rps, summary[names[0]].rps)}, batch ${ratio(summary[names[3]].rps, summary[names[2]].rps)} (requests/s).`
+    `\n\nPOST /notify / bare route (requests/s): no Redis single ${ratio(summary[names[1]].rps, summary[names[0]].rps)}, batch ${ratio(summary[names[4]].rps, summary[names[3]].rps)}; ` +
+    `with Redis single ${ratio(summary[names[2]].rps, summary[names[0]].rps)}, batch ${ratio(summary[names[5]].rps, summary[names[3]].rps)}.`
   if (profileDir === null) return { text, summary }
-  const file = readdirSync(profileDir).find(f => f.endsWith('.cpuprofile'))
-  if (file === undefined) return { text: text + '\n\n(no profile written)', summary }
-  const profile = JSON.parse(readFileSync(join(profileDir, file), 'utf8'))
-  for (const name of [names[1], names[3]]) {
-    const { totalMs, rows: top } = summarize(profile, { windows: windows[name], top: 15 })
-    text += `\n\n### CPU profile of ${name} (${totalMs.toFixed(0)} ms sampled, ${join(profileDir, file)})\n\n` +
+  // One profile per service process, in a folder of its own.
+  for (const v of variants.filter(v => v.target.name.startsWith('service'))) {
+    const dir = join(profileDir, v.target.name)
+    const file = readdirSync(dir).find(f => f.endsWith('.cpuprofile'))
+    if (file === undefined) {
+      text += `\n\n(no profile written for ${v.name})`
+      continue
+    }
+    const profile = JSON.parse(readFileSync(join(dir, file), 'utf8'))
+    const { totalMs, rows: top } = summarize(profile, { windows: windows[v.name], top: 15 })
+    text += `\n\n### CPU profile of ${v.name} (${totalMs.toFixed(0)} ms sampled, ${join(dir, file)})\n\n` +
       table(['function', 'self ms', 'self %', 'total %'], top.map(r => [r.fn, r.selfMs, r.selfPct, r.totalPct]))
   }
   return { text, summary }

@@ -472,3 +472,50 @@ t.test('a local-only delivery (no position) is written without an id and does no
   t.equal(a.frames[1], 'data: local\n\n', 'no id line at all')
   t.equal(hub.head('a'), '1-0')
 })
+
+/** A socket whose write takes `us` microseconds of CPU, as a real write(2) does. */
+class SlowSink extends FakeSink {
+  constructor (private readonly us: number) { super() }
+  write (chunk: Buffer): boolean {
+    const until = performance.now() + this.us / 1000
+    while (performance.now() < until);
+    return super.write(chunk)
+  }
+}
+
+const turn = async (): Promise<void> => await new Promise(resolve => setImmediate(resolve))
+
+t.test('a long flush goes on over several turns: an event that arrives meanwhile joins the unwritten clients\' write', async t => {
+  const hub = new Hub({ bufferBytes: 1 << 20, watch: () => {}, unwatch: () => {} })
+  // 1,000 clients x 20 us = 20 ms of writes: several slices.
+  const sinks = Array.from({ length: 1000 }, () => new SlowSink(20))
+  for (const sink of sinks) hub.add(new Client(sink, ['a']))
+  hub.ready('a', null)
+  hub.ready('*', null)
+  for (const d of event(['a'], '1-0', 'one')) hub.deliver(d)
+  await turn() // the first slice: some clients written, the rest still queued
+  const early = sinks.filter(s => s.bufs.length === 1).length
+  t.ok(early > 0 && early < sinks.length, `the first turn wrote some clients, not all (${early})`)
+  for (const d of event(['a'], '2-0', 'two')) hub.deliver(d)
+  for (let i = 0; i < 100 && sinks.some(s => s.seen.length < 2); i++) await turn()
+  for (const sink of sinks) t.same(sink.seen, ['1-0 one', '2-0 two'], 'every client: both, once, in order')
+  const together = sinks.filter(s => s.bufs.length === 1).length
+  t.equal(together, sinks.length - early, 'the clients not yet written got both events in one write')
+  t.equal(sinks.filter(s => s.bufs.length === 2).length, early, 'those written first got the second in a write of its own')
+  t.equal(hub.delivered, 2000)
+})
+
+t.test('a stream closed while frames wait for their write gets them before its end', async t => {
+  const hub = new Hub({ bufferBytes: 1 << 20, watch: () => {}, unwatch: () => {} })
+  const sink = new FakeSink()
+  const client = new Client(sink, ['a'])
+  hub.add(client)
+  hub.ready('a', null)
+  hub.ready('*', null)
+  for (const d of event(['a'], '1-0', 'one')) hub.deliver(d)
+  hub.close(client, Buffer.from(': bye\n\n'))
+  t.same(sink.writes, ['id: 1-0\ndata: one\n\n', ': bye\n\n'])
+  t.ok(sink.ended)
+  await turn()
+  t.equal(sink.bufs.length, 2, 'nothing written after the end')
+})
