@@ -1,5 +1,7 @@
 // The single-instance bus: positions from the local clock, history in memory, delivery
 // at once. An event of several topics is one entry in each topic's log, as with Redis.
+// The answers of one event-loop turn's publishes go out together at its end: written in
+// the turn that read the request, each one costs far more (see bench/RESULTS.md).
 import { BROADCAST } from '../cursor.js'
 import { IdClock } from '../event-id.js'
 import type { Delivery } from '../hub.js'
@@ -22,6 +24,14 @@ export class LocalBus implements Bus {
   private readonly recent: MemoryHistory
   private readonly listener: BusListener
   private readonly sweeper: NodeJS.Timeout
+  /** Settles at the end of this event-loop turn; shared by the turn's publishes. */
+  private turnEnd: Promise<void> | null = null
+  private readonly endTurn = (resolve: () => void): void => {
+    setImmediate(() => {
+      this.turnEnd = null
+      resolve()
+    })
+  }
 
   constructor (opts: LocalBusOptions) {
     this.recent = new MemoryHistory(opts.historySize, opts.historyTtlMs)
@@ -46,6 +56,7 @@ export class LocalBus implements Bus {
       }
       ids.push(position)
     }
+    await (this.turnEnd ??= new Promise(this.endTurn))
     return { ids, fanout: 'local' }
   }
 

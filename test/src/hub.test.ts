@@ -476,7 +476,7 @@ t.test('a local-only delivery (no position) is written without an id and does no
 /** A socket whose write takes `us` microseconds of CPU, as a real write(2) does. */
 class SlowSink extends FakeSink {
   constructor (private readonly us: number) { super() }
-  write (chunk: Buffer): boolean {
+  override write (chunk: Buffer): boolean {
     const until = performance.now() + this.us / 1000
     while (performance.now() < until);
     return super.write(chunk)

@@ -97,3 +97,19 @@ t.test('watch tells the listener the log is ready, at its last position', async 
   asBus.unwatch('a')
   t.same(readies, [['a', null], ['b', ids[1]], ['a', ids[1]]])
 })
+
+t.test('publishes of one turn are delivered at once and answered together at the turn\'s end', async t => {
+  const { bus, got } = setup()
+  t.teardown(() => bus.close())
+  const order: string[] = []
+  setImmediate(() => order.push('turn ended'))
+  const a = bus.publish([{ topics: ['a'], body: 'data: 1\n\n' }]).then(() => order.push('answer 1'))
+  const b = bus.publish([{ topics: ['a'], body: 'data: 2\n\n' }]).then(() => order.push('answer 2'))
+  t.equal(got.length, 2, 'both delivered before either answer')
+  for (let i = 0; i < 10; i++) await Promise.resolve()
+  t.same(order, [], 'no answer within the turn')
+  await Promise.all([a, b])
+  t.same(order, ['turn ended', 'answer 1', 'answer 2'], 'both answers after the turn, in publish order')
+  await bus.publish([{ topics: ['a'], body: 'data: 3\n\n' }])
+  t.equal(got.length, 3, 'a publish in a later turn gets an answer of its own')
+})
