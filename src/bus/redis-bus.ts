@@ -475,14 +475,42 @@ export class RedisBus implements Bus {
         continue
       }
       if (w !== undefined) w.read = null
-      // Delivered here already, without an id, during the outage it was published in.
-      if (reader.origin === this.opts.instanceId) listener.advance(log, reader.position)
-      else listener.deliver({ log, position: reader.position, uid: reader.uid, topics: reader.topics, body: reader.body, priors: reader.priors })
+      this.deliverRecord(log, reader)
     }
   }
 
-  // Subscribe first, then read the head: a message published in between is held, and
-  // dropped if the head already covers it.
+  private deliverRecord (log: string, reader: MessageReader): void {
+    const listener = this.opts.listener
+    // Delivered here already, without an id, during the outage it was published in.
+    if (reader.origin === this.opts.instanceId) listener.advance(log, reader.position)
+    else listener.deliver({ log, position: reader.position, uid: reader.uid, topics: reader.topics, body: reader.body, priors: reader.priors })
+  }
+
+  /**
+   * Hands the hub the held records at or before `head` (published between SSUBSCRIBE and
+   * the head read) while the log is not ready yet: a resuming client whose history read
+   * came before them holds them; new clients start at the head and skip them. Leaves the
+   * rest held.
+   */
+  private deliverCovered (log: string, w: Watch, head: string | null): void {
+    const held = w.held
+    if (held === null || head === null) return
+    const reader = this.records
+    for (let i = 0; i < held.length; i++) {
+      reader.reset(held[i])
+      while (reader.next()) {
+        if (compareIds(reader.position, head) > 0) {
+          w.held = [held[i].subarray(reader.start), ...held.slice(i + 1)]
+          return
+        }
+        this.deliverRecord(log, reader)
+      }
+    }
+    w.held = []
+  }
+
+  // Subscribe first, then read the head: a message published in between is held; the
+  // clients that wait for the log start after the head, resuming ones may still need it.
   private async subscribe (log: string): Promise<void> {
     const w = this.watches.get(log)
     if (w === undefined || this.closing) return
@@ -497,6 +525,7 @@ export class RedisBus implements Bus {
     w.subscribed = true
     w.since = null
     if (since === null) {
+      this.deliverCovered(log, w, reply.last)
       this.opts.listener.ready(log, reply.last)
     } else {
       this.deliverHistory(log, reply)

@@ -54,6 +54,8 @@ export class MessageReader {
   topics: string[] | null = null
   origin = ''
   body: Buffer = Buffer.alloc(0)
+  /** Where the record last read begins in its message. */
+  start = 0
   private message: Buffer = Buffer.alloc(0)
   private pos = 0
 
@@ -67,6 +69,7 @@ export class MessageReader {
     const m = this.message
     const pos = this.pos
     if (pos >= m.length) return false
+    this.start = pos
     const a = m.indexOf(10, pos)
     const b = m.indexOf(10, a + 1)
     const c = m.indexOf(10, b + 1)

@@ -1,0 +1,100 @@
+// RedisBus against a real redis-server, driven through a real hub: the seams between the
+// subscription, the head read and a resume's history read.
+import { Redis } from 'ioredis'
+import t, { type Test } from 'tap'
+import type { BusListener } from '../../../src/bus/bus.js'
+import { RedisBus } from '../../../src/bus/redis-bus.js'
+import { Client, Hub, type Sink } from '../../../src/hub.js'
+import { resume, type DrainableSink } from '../../../src/resume.js'
+import { TestRedis } from '../../helpers/redis.js'
+
+class MemorySink implements DrainableSink {
+  text = ''
+  ended = false
+  writableLength = 0
+  write (chunk: Buffer): boolean { this.text += chunk.toString(); return true }
+  end (chunk?: Buffer): void { if (chunk !== undefined) this.text += chunk.toString(); this.ended = true }
+  destroy (): void { this.ended = true }
+  on (): this { return this }
+  off (): this { return this }
+  get data (): string[] { return [...this.text.matchAll(/^data: (.*)$/gm)].map(m => m[1]) }
+}
+
+interface Instance { bus: RedisBus, hub: Hub, sub: Redis, reader: Redis, lost: string[] }
+
+function instance (t: Test, redis: TestRedis, name: string): Instance {
+  const conns = [0, 1, 2].map(() => new Redis(redis.url, { lazyConnect: false, maxRetriesPerRequest: 1 }))
+  const [pub, sub, reader] = conns
+  const lost: string[] = []
+  const hub: Hub = new Hub({ bufferBytes: 1 << 20, watch: log => bus.watch(log), unwatch: log => bus.unwatch(log) })
+  const listener: BusListener = {
+    deliver: hub.deliver.bind(hub),
+    advance: hub.advance.bind(hub),
+    head: hub.head.bind(hub),
+    ready: hub.ready.bind(hub),
+    lost: log => { lost.push(log); hub.closeLog(log) }
+  }
+  const settings = { prefix: 'test:', instanceId: name, historySize: 100, historyTtlMs: 0, rejectWhenDegraded: false, outboxLimit: 100 }
+  const bus: RedisBus = new RedisBus({ pub, sub, reader, ...settings, listener, onError: () => {}, onTrouble: () => {} })
+  t.teardown(async () => {
+    hub.closeAll()
+    await bus.close()
+    for (const c of conns) c.disconnect()
+  })
+  return { bus, hub, sub, reader, lost }
+}
+
+const until = async (what: string, ok: () => boolean): Promise<void> => {
+  for (let i = 0; i < 500 && !ok(); i++) await new Promise(resolve => setTimeout(resolve, 10))
+  if (!ok()) throw new Error(`timed out waiting for ${what}`)
+}
+
+t.test('an event published between a new subscription and its head read reaches the stream that resumed meanwhile, and nothing ends', async t => {
+  const redis = await TestRedis.start()
+  t.teardown(async () => await redis.stop())
+  const a = instance(t, redis, 'a')
+  const b = instance(t, redis, 'b')
+  await Promise.all([a.bus.prove(), b.bus.prove()])
+  const first = await a.bus.publish([1, 2, 3].map(i => ({ topics: ['r'], body: `data: ${i}\n\n` })))
+  // The race: b's resume reads history, then event 4 is published (b's new subscription
+  // is in place and holds it), then b reads the log's head, which covers event 4.
+  let gate = (): void => {}
+  const afterHistory = new Promise<void>(resolve => { gate = resolve })
+  let published: Promise<unknown> | null = null
+  // The bus defined sseHistory on its reader (HISTORY_SCRIPT): wrapped, it runs as before.
+  const reader = b.reader as Redis & { sseHistory: (key: string, ...args: Array<string | number>) => Promise<Array<string | number>> }
+  const history = reader.sseHistory.bind(reader)
+  reader.sseHistory = async (key, ...args) => {
+    const reply = await history(key, ...args)
+    if (published === null && args[1] === 'read' && key === 'test:{r}') {
+      published = a.bus.publish([{ topics: ['r'], body: 'data: 4\n\n' }])
+        .then(async () => await new Promise(resolve => setTimeout(resolve, 100)))
+        .then(gate)
+    }
+    return reply
+  }
+  const sub = b.sub as unknown as { ssubscribe: (...channels: string[]) => Promise<unknown> }
+  const ssubscribe = sub.ssubscribe.bind(sub)
+  sub.ssubscribe = async (...channels) => {
+    const count = await ssubscribe(...channels)
+    if (channels.includes('test:{r}')) await afterHistory
+    return count
+  }
+  const sink = new MemorySink()
+  const client = new Client(sink as Sink as DrainableSink, ['r'])
+  const err = await resume(b.hub, b.bus, client, sink, [first.ids[2]!, ''])
+  t.equal(err, null)
+  // A new stream on the same topic while the head read waits: it opens after event 4.
+  const fresh = new MemorySink()
+  b.hub.add(new Client(fresh, ['r']))
+  t.ok(published !== null, 'event 4 went out after the history read')
+  await published
+  await until('event 4 on the resumed stream', () => { b.hub.flush(); return sink.data.length >= 1 || sink.ended })
+  const last = await a.bus.publish([{ topics: ['r'], body: 'data: 5\n\n' }])
+  t.ok(last.ids[0] !== null)
+  await until('event 5 on both streams', () => { b.hub.flush(); return (sink.data.includes('5') || sink.ended) && fresh.data.includes('5') })
+  t.same(b.lost, [], 'no history reported lost')
+  t.notOk(sink.ended, 'the resumed stream is still open')
+  t.same(sink.data, ['4', '5'], 'the resumed stream: what it missed, once, then live')
+  t.same(fresh.data, ['5'], 'the new stream opened after event 4: it starts after it')
+})
