@@ -10,10 +10,10 @@ import { BROADCAST } from '../cursor.js'
 import { compareIds } from '../event-id.js'
 import { DegradedError, type Bus, type BusListener, type LogHistory, type Outgoing, type PublishResult } from './bus.js'
 import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
-import { keyLog, logKey, MessageReader, pack, parseHistory, type HistoryReply } from './redis-wire.js'
+import { keyLog, logKey, MessageReader, pack, parseHistory, scratchKey, type HistoryReply } from './redis-wire.js'
 
 interface BusCommands {
-  ssePublish (key: string, ...args: Array<string | number | Buffer>): Promise<string[]>
+  ssePublish (key: string, scratch: string, ...args: Array<string | number | Buffer>): Promise<string[]>
   sseHistory (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
 }
 
@@ -104,7 +104,7 @@ export class RedisBus implements Bus {
   constructor (opts: RedisBusOptions) {
     this.opts = opts
     this.pub = opts.pub as Client
-    this.pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
+    this.pub.defineCommand('ssePublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT })
     this.reader = (opts.reader ?? opts.pub) as Client
     this.reader.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
     if (this.reader !== this.pub) this.reader.on('ready', () => this.resubscribeAll())
@@ -151,7 +151,7 @@ export class RedisBus implements Bus {
         timer = setTimeout(() => reject(new Error('this instance\'s own subscription did not receive its probe event within 10 s')), 10_000)
       })
       try {
-        await this.pub.ssePublish(key, 1, 60_000, pack([{ event: { topics: [log], body: 'data: probe\n\n' }, uid: '', priors: '' }], this.opts.instanceId))
+        await this.pub.ssePublish(key, scratchKey(this.opts.prefix, log), 1, 60_000, pack([{ event: { topics: [log], body: 'data: probe\n\n' }, uid: '', priors: '' }], this.opts.instanceId))
       } catch (err) {
         throw new Error(`the publish script (EVAL/EVALSHA, XADD, XTRIM, PEXPIRE, SPUBLISH) is refused: ${(err as Error).message}`)
       }
@@ -402,7 +402,7 @@ export class RedisBus implements Bus {
   }
 
   private async send (log: string, part: Array<{ event: Outgoing, uid: string, priors: string }>, origin: string): Promise<string[]> {
-    return await this.pub.ssePublish(logKey(this.opts.prefix, log), this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
+    return await this.pub.ssePublish(logKey(this.opts.prefix, log), scratchKey(this.opts.prefix, log), this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
   }
 
   private async read (log: string, after: string, mode: 'read' | 'head' | 'since' | 'catch-up'): Promise<HistoryReply> {
