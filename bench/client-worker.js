@@ -2,12 +2,16 @@
 // net sockets (no http.IncomingMessage per chunk), each bound to a 127.0.0.x source
 // address. Per frame it only finds the '\n\n' end, reads the id and the payload's
 // "s=<seq> t=<µs>" prefix byte by byte; every SAMPLE-th frame is parsed in full.
+// Frames without such a payload are only counted when they are `event: reset` or
+// `event: refused` (a resume history could not cover, a temporary refusal).
 // Driven by its parent over IPC; exits when told to or when the parent goes away.
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { createHistogram, record, toSparse } from './histogram.js'
 
 const LFLF = Buffer.from('\n\n')
+const EVENT_RESET = Buffer.from('event: reset\n')
+const EVENT_REFUSED = Buffer.from('event: refused\n')
 const READ_BUFFER = Buffer.allocUnsafe(256 * 1024)
 const SAMPLE_EVERY = Number(process.env.BENCH_SAMPLE_EVERY ?? 1000)
 const FULL_FRAME = /^(?:id: ?([^\n]*)\n)?(?:event: ?[^\n]*\n)?data: ?s=(\d+) t=(\d+) x*$/
@@ -49,17 +53,23 @@ class Group {
     this.sampled = 0
     this.malformed = 0
     this.closedEarly = 0
+    this.resets = 0
+    this.refused = 0
+    this.replayedClients = 0
+    this.replayedUs = 0
     this.firstUs = 0
     this.lastUs = 0
     this.cpu = process.cpuUsage()
   }
 
-  arm (events, payloadBytes) {
+  /** `capacity`: slots to hold before the clients connect (a storm's resumes replay at once); `replay`: events whose arrival makes a client "replayed". */
+  arm (events, payloadBytes, capacity = 0, replay = 0) {
     this.reset()
     this.events = events
     this.payloadBytes = payloadBytes
+    this.replay = replay
     this.stride = (events + 7) >> 3
-    const size = this.stride * this.clients.length
+    const size = this.stride * Math.max(capacity, this.clients.length)
     if (this.bits.length < size) this.bits = new Uint8Array(size)
     else this.bits.fill(0, 0, size)
     for (const c of this.clients) {
@@ -202,6 +212,7 @@ class Client {
         }
         break
       } else {
+        if (c0 === 101) this.eventLine(buf, p)
         while (p < e && buf[p] !== 10) p++
         p++
       }
@@ -232,7 +243,16 @@ class Client {
         this.lastB = b
       }
     }
-    if (++this.unique === g.events) g.complete++
+    if (++this.unique === g.replay) {
+      g.replayedClients++
+      g.replayedUs = t
+    }
+    if (this.unique === g.events) g.complete++
+  }
+
+  eventLine (buf, p) {
+    if (buf.compare(EVENT_RESET, 0, EVENT_RESET.length, p, p + EVENT_RESET.length) === 0) this.group.resets++
+    else if (buf.compare(EVENT_REFUSED, 0, EVENT_REFUSED.length, p, p + EVENT_REFUSED.length) === 0) this.group.refused++
   }
 }
 
@@ -293,7 +313,7 @@ function openClient (g, target, localAddress) {
   })
 }
 
-async function connect ({ group, targets, sources, first, count, concurrency }) {
+async function connect ({ group, targets, sources, first, count, concurrency, keepSlots = false }) {
   const g = groupOf(group)
   const started = Date.now()
   const statuses = {}
@@ -306,17 +326,18 @@ async function connect ({ group, targets, sources, first, count, concurrency }) 
     }
   }
   await Promise.all(Array.from({ length: Math.max(1, concurrency) }, lane))
-  // Drop the failed ones so slots stay dense and `complete` counts only live streams.
+  // Drop the failed ones so slots stay dense and `complete` counts only live streams
+  // (armed before connecting, the slots keep what their clients received).
   const live = g.clients.filter(c => c.status === 200 && !c.closed)
   for (const c of g.clients) if (c.status !== 200 && c.sock !== null) c.sock.destroy()
   g.clients = live
-  live.forEach((c, i) => { c.slot = i })
+  if (!keepSlots) live.forEach((c, i) => { c.slot = i })
   return { ok: live.length, statuses, ms: Date.now() - started }
 }
 
 function status (name) {
   const g = groupOf(name)
-  return { deliveries: g.deliveries, complete: g.complete, clients: g.clients.length, lastUs: g.lastUs, closedEarly: g.closedEarly }
+  return { deliveries: g.deliveries, complete: g.complete, clients: g.clients.length, lastUs: g.lastUs, closedEarly: g.closedEarly, replayedClients: g.replayedClients, replayedUs: g.replayedUs, resets: g.resets, refused: g.refused }
 }
 
 function collect (name) {
@@ -342,6 +363,10 @@ function collect (name) {
     sampled: g.sampled,
     malformed: g.malformed,
     closedEarly: g.closedEarly,
+    resets: g.resets,
+    refused: g.refused,
+    replayedClients: g.replayedClients,
+    replayedUs: g.replayedUs,
     firstUs: g.firstUs,
     lastUs: g.lastUs,
     cpuUs: cpu.user + cpu.system,
@@ -363,7 +388,7 @@ function close (name) {
 
 const handlers = {
   connect,
-  arm: ({ group, events, payloadBytes }) => { groupOf(group).arm(events, payloadBytes); return {} },
+  arm: ({ group, events, payloadBytes, capacity, replay }) => { groupOf(group).arm(events, payloadBytes, capacity, replay); return {} },
   status: ({ group }) => status(group),
   collect: ({ group }) => collect(group),
   close: ({ group }) => close(group),

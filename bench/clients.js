@@ -62,7 +62,7 @@ export class ClientPool {
    * Opens `count` streams in `group`, client i to targets[i % targets.length]
    * (so two instances split them evenly). Resolves when every stream has its headers.
    */
-  async connect (group, targets, count, { concurrency = 400 } = {}) {
+  async connect (group, targets, count, { concurrency = 400, keepSlots = false } = {}) {
     const ends = targets.map(t => ({ host: t.host, port: t.port, path: t.streamPath }))
     const per = Math.ceil(count / this.workers.length)
     const started = Date.now()
@@ -75,7 +75,8 @@ export class ClientPool {
         sources: SOURCES,
         first,
         count: n,
-        concurrency: Math.ceil(concurrency / this.workers.length)
+        concurrency: Math.ceil(concurrency / this.workers.length),
+        keepSlots
       })
     }))
     const statuses = {}
@@ -88,19 +89,23 @@ export class ClientPool {
     return { ok, statuses, ms: Date.now() - started }
   }
 
-  arm (group, events, payloadBytes) {
-    return this.all('arm', { group, events, payloadBytes })
+  /** `capacity`: clients per process to arm for before they connect; `replay`: see client-worker's Group.arm. */
+  arm (group, events, payloadBytes, { capacity = 0, replay = 0 } = {}) {
+    return this.all('arm', { group, events, payloadBytes, capacity, replay })
+  }
+
+  /** Clients per process when `count` connect (what `connect` gives each). */
+  perProcess (count) {
+    return Math.ceil(count / this.workers.length)
   }
 
   async status (group) {
     const parts = await this.all('status', { group })
-    const s = { deliveries: 0, complete: 0, clients: 0, lastUs: 0, closedEarly: 0 }
+    const s = { deliveries: 0, complete: 0, clients: 0, lastUs: 0, closedEarly: 0, replayedClients: 0, replayedUs: 0, resets: 0, refused: 0 }
     for (const p of parts) {
-      s.deliveries += p.deliveries
-      s.complete += p.complete
-      s.clients += p.clients
-      s.closedEarly += p.closedEarly
+      for (const k of ['deliveries', 'complete', 'clients', 'closedEarly', 'replayedClients', 'resets', 'refused']) s[k] += p[k]
       s.lastUs = Math.max(s.lastUs, p.lastUs)
+      s.replayedUs = Math.max(s.replayedUs, p.replayedUs)
     }
     return s
   }
@@ -138,6 +143,10 @@ export class ClientPool {
       sampled: 0,
       malformed: 0,
       closedEarly: 0,
+      resets: 0,
+      refused: 0,
+      replayedClients: 0,
+      replayedUs: 0,
       firstUs: Infinity,
       lastUs: 0,
       cpuUs: 0,
@@ -145,7 +154,8 @@ export class ClientPool {
       hist
     }
     for (const p of parts) {
-      for (const k of ['clients', 'deliveries', 'complete', 'missing', 'clientsMissing', 'duplicates', 'outOfOrder', 'unexpected', 'sampled', 'malformed', 'closedEarly', 'cpuUs', 'cpuSysUs']) out[k] += p[k]
+      for (const k of ['clients', 'deliveries', 'complete', 'missing', 'clientsMissing', 'duplicates', 'outOfOrder', 'unexpected', 'sampled', 'malformed', 'closedEarly', 'resets', 'refused', 'replayedClients', 'cpuUs', 'cpuSysUs']) out[k] += p[k]
+      out.replayedUs = Math.max(out.replayedUs, p.replayedUs)
       if (p.firstUs > 0) out.firstUs = Math.min(out.firstUs, p.firstUs)
       out.lastUs = Math.max(out.lastUs, p.lastUs)
       mergeSparse(hist, p.hist)

@@ -1,4 +1,4 @@
-// npm run bench [-- --full] [-- --scenarios=fanout,cluster,capacity,publish,slow] ...
+// npm run bench [-- --full] [-- --scenarios=fanout,cluster,capacity,publish,slow,memory,storm] ...
 // Runs the scenarios one after another on loopback only, prints markdown tables and
 // keeps them (and the raw numbers) in bench/out/. Quick sizes by default; --full for
 // the sizes of the issue. Every count and duration is bounded: it stops by itself.
@@ -11,7 +11,9 @@ import { hardFdLimit, nchanMissing, OUT_DIR, ROOT, serviceBuilt, useRef } from '
 import { capacity, cluster } from './scenarios/cluster.js'
 import { fanout } from './scenarios/fanout.js'
 import { publishPath } from './scenarios/publish-path.js'
+import { redisMemory } from './scenarios/redis-memory.js'
 import { slowClient } from './scenarios/slow-client.js'
+import { storm } from './scenarios/storm.js'
 
 const QUICK = {
   scenarios: 'fanout,cluster,publish,slow',
@@ -27,7 +29,9 @@ const QUICK = {
   capacityEvents: 10,
   duration: 3,
   publishRounds: 2,
-  slowRounds: 2
+  slowRounds: 2,
+  memoryTopics: 10000,
+  stormClients: 2000
 }
 const FULL = {
   scenarios: 'fanout,cluster,capacity,publish,slow',
@@ -43,12 +47,14 @@ const FULL = {
   capacityEvents: 20,
   duration: 10,
   publishRounds: 3,
-  slowRounds: 4
+  slowRounds: 4,
+  memoryTopics: 100000,
+  stormClients: 10000
 }
 
 const HELP = `npm run bench -- [options]
   --full                 the issue's sizes (10k clients, 36k capacity, 10 s autocannon runs)
-  --scenarios=LIST       fanout,cluster,capacity,publish,slow (quick: ${QUICK.scenarios})
+  --scenarios=LIST       fanout,cluster,capacity,publish,slow,memory,storm (quick: ${QUICK.scenarios})
   --targets=LIST         fan-out targets: service,service-redis,naive,nchan
   --clients=N            fan-out clients per target          (quick ${QUICK.clients}, full ${FULL.clients})
   --events=E             events per burst                    (${QUICK.events})
@@ -68,6 +74,14 @@ const HELP = `npm run bench -- [options]
                          slow scenario: N normal clients (1000), K that stop reading (2), E events (4000)
                          of P bytes (2048) at R/s (500), R alternated rounds with/without (quick ${QUICK.slowRounds},
                          full ${FULL.slowRounds}), CLIENT_BUFFER_BYTES B (262144)
+  --memory-topics=N --memory-events=LIST --memory-bytes=P --memory-ttl-ms=MS
+                         memory scenario: Redis bytes per topic for N topics (quick ${QUICK.memoryTopics}, full
+                         ${FULL.memoryTopics}) with each count of events of LIST (1,2,10) of P-byte data (50),
+                         HISTORY_TTL_MS MS (86400000)
+  --storm-clients=N --storm-missed=M --storm-live=L --storm-live-rate=R --storm-concurrency=C --storm-timeout=S
+                         storm scenario: N clients (quick ${QUICK.stormClients}, full ${FULL.stormClients}) resume at once on two
+                         instances, M events back (100), while L live events (50) are published at R/s (10);
+                         C connects in flight (400); S s at most for all to complete (300)
   --nchan-workers=W      nginx worker processes for nchan     (1: one core, like one Node process)
   --ref=GIT_REF          measure that commit (built into bench/out/build/) instead of dist/
   --profile              run the services under node --cpu-prof; top self time of the bursts
@@ -111,7 +125,17 @@ function options () {
       'slow-bytes': { type: 'string', default: '2048' },
       'slow-rate': { type: 'string', default: '500' },
       'slow-rounds': { type: 'string' },
-      'slow-buffer': { type: 'string', default: '262144' }
+      'slow-buffer': { type: 'string', default: '262144' },
+      'memory-topics': { type: 'string' },
+      'memory-events': { type: 'string', default: '1,2,10' },
+      'memory-bytes': { type: 'string', default: '50' },
+      'memory-ttl-ms': { type: 'string', default: '86400000' },
+      'storm-clients': { type: 'string' },
+      'storm-missed': { type: 'string', default: '100' },
+      'storm-live': { type: 'string', default: '50' },
+      'storm-live-rate': { type: 'string', default: '10' },
+      'storm-concurrency': { type: 'string', default: '400' },
+      'storm-timeout': { type: 'string', default: '300' }
     }
   })
   if (values.help) {
@@ -156,7 +180,17 @@ function options () {
     slowBytes: num(values['slow-bytes']),
     slowRate: num(values['slow-rate']),
     slowRounds: num(values['slow-rounds'], d.slowRounds),
-    slowBuffer: num(values['slow-buffer'])
+    slowBuffer: num(values['slow-buffer']),
+    memoryTopics: num(values['memory-topics'], d.memoryTopics),
+    memoryEvents: values['memory-events'].split(',').map(v => num(v)),
+    memoryBytes: num(values['memory-bytes']),
+    memoryTtlMs: num(values['memory-ttl-ms']),
+    stormClients: num(values['storm-clients'], d.stormClients),
+    stormMissed: num(values['storm-missed']),
+    stormLive: num(values['storm-live']),
+    stormLiveRate: num(values['storm-live-rate']),
+    stormConcurrency: num(values['storm-concurrency']),
+    stormTimeout: num(values['storm-timeout'])
   }
 }
 
@@ -180,7 +214,9 @@ const SCENARIOS = {
   cluster,
   capacity,
   publish: (opts, log) => publishPath({ ...opts, rounds: opts.rounds2 }, log),
-  slow: slowClient
+  slow: slowClient,
+  memory: redisMemory,
+  storm
 }
 
 async function main () {
@@ -191,7 +227,7 @@ async function main () {
     process.exit(1)
   }
   for (const s of opts.scenarios) {
-    if (SCENARIOS[s] === undefined) throw new Error(`unknown scenario ${s} (fanout, cluster, capacity, publish, slow)`)
+    if (SCENARIOS[s] === undefined) throw new Error(`unknown scenario ${s} (${Object.keys(SCENARIOS).join(', ')})`)
   }
   mkdirSync(OUT_DIR, { recursive: true })
   const started = new Date()

@@ -6,6 +6,8 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
+import { connect as netConnect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { splitList } from '../src/config.js'
 
 type Client = Redis | Cluster
@@ -171,6 +173,63 @@ class Outage {
   }
 }
 
+/** The first line `socket` gets after a PING (or what it got before it closed); null when nothing came within `ms`. */
+async function firstReply (socket: Socket, ms: number): Promise<string | null> {
+  return await new Promise(resolve => {
+    let got = ''
+    const done = (): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(got === '' ? null : got.split('\r\n')[0])
+    }
+    const timer = setTimeout(done, ms)
+    socket.on('connect', () => socket.write('PING\r\n'))
+    socket.on('data', (chunk: Buffer) => {
+      got += chunk.toString('latin1')
+      if (got.includes('\r\n')) done()
+    })
+    socket.on('error', done)
+    socket.on('close', done)
+  })
+}
+
+async function speaksTls (host: string, port: number, ms: number): Promise<boolean> {
+  return await new Promise(resolve => {
+    // Only asks whether a TLS handshake completes: nothing is sent over it.
+    const socket = tlsConnect({ host, port, servername: host, rejectUnauthorized: false })
+    const done = (ok: boolean): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(ok)
+    }
+    const timer = setTimeout(() => done(false), ms)
+    socket.on('secureConnect', () => done(true))
+    socket.on('error', () => done(false))
+  })
+}
+
+/**
+ * Why REDIS_URL's server cannot be used, when connecting failed without saying it (ioredis
+ * reports a broken pipe, a reset or a timeout): protected mode answers DENIED, a plain
+ * Redis behind rediss:// answers a plain PING, a TLS one behind redis:// completes a
+ * handshake. null when a look at the address shows none of these.
+ */
+export async function diagnoseRedis (url: string, ms: number): Promise<string | null> {
+  const u = new URL(url)
+  const host = u.hostname.replace(/^\[|\]$/g, '')
+  const port = Number(u.port === '' ? 6379 : u.port)
+  const where = `${host}:${port}`
+  const plain = await firstReply(netConnect({ host, port }), ms)
+  if (plain?.startsWith('-DENIED') === true) {
+    return `Redis at ${where} is in protected mode and refuses this instance: with protected-mode yes and no password for its default user it accepts only loopback clients. Give Redis a password with requirepass or an ACL user and put it in REDIS_URL, or set protected-mode no on a private network`
+  }
+  if (u.protocol === 'rediss:') {
+    return plain !== null && /^[-+:$*]/.test(plain) ? `REDIS_URL is rediss:// (TLS) but ${where} speaks plain Redis, without TLS: use redis://, or the server's TLS port` : null
+  }
+  if (plain === null && await speaksTls(host, port, ms)) return `REDIS_URL is redis:// but ${where} speaks TLS: use rediss://`
+  return null
+}
+
 /** maxmemory-policy of each master; none where CONFIG is refused (managed services). */
 async function evictionPolicies (client: Client): Promise<string[]> {
   const masters = client instanceof Cluster ? client.nodes('master') : [client]
@@ -244,7 +303,8 @@ async function redis (fastify: FastifyInstance): Promise<void> {
   reader = reader!
   const nodes = (): number => pub instanceof Cluster ? pub.nodes('master').length : (pub.status === 'ready' ? 1 : 0)
   if (pub.status !== 'ready' || sub.status !== 'ready') {
-    fastify.log.warn({ redis: redactUrl(url), mode, err: outage.lastError }, `Redis unreachable at start (${outage.lastError === '' ? 'no answer' : outage.lastError}): degraded, delivering on this instance only until it connects`)
+    const why = await diagnoseRedis(url, 1000) ?? (outage.lastError === '' ? 'no answer' : outage.lastError)
+    fastify.log.warn({ redis: redactUrl(url), mode, err: outage.lastError }, `Redis unreachable at start (${why}): degraded, delivering on this instance only until it connects`)
   } else {
     outage.logged = false
     fastify.log.info({ redis: redactUrl(url), mode, masters: nodes() }, `Redis connected (${mode})`)

@@ -10,10 +10,10 @@ import { BROADCAST } from '../cursor.js'
 import { compareIds } from '../event-id.js'
 import { DegradedError, type Bus, type BusListener, type LogHistory, type Outgoing, type PublishResult } from './bus.js'
 import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
-import { keyLog, logKey, MessageReader, pack, parseHistory, type HistoryReply } from './redis-wire.js'
+import { keyLog, logKey, MessageReader, pack, parseHistory, scratchKey, type HistoryReply } from './redis-wire.js'
 
 interface BusCommands {
-  ssePublish (key: string, ...args: Array<string | number | Buffer>): Promise<string[]>
+  ssePublish (key: string, scratch: string, ...args: Array<string | number | Buffer>): Promise<string[]>
   sseHistory (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
 }
 
@@ -104,7 +104,7 @@ export class RedisBus implements Bus {
   constructor (opts: RedisBusOptions) {
     this.opts = opts
     this.pub = opts.pub as Client
-    this.pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
+    this.pub.defineCommand('ssePublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT })
     this.reader = (opts.reader ?? opts.pub) as Client
     this.reader.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
     if (this.reader !== this.pub) this.reader.on('ready', () => this.resubscribeAll())
@@ -151,7 +151,7 @@ export class RedisBus implements Bus {
         timer = setTimeout(() => reject(new Error('this instance\'s own subscription did not receive its probe event within 10 s')), 10_000)
       })
       try {
-        await this.pub.ssePublish(key, 1, 60_000, pack([{ event: { topics: [log], body: 'data: probe\n\n' }, uid: '', priors: '' }], this.opts.instanceId))
+        await this.pub.ssePublish(key, scratchKey(this.opts.prefix, log), 1, 60_000, pack([{ event: { topics: [log], body: 'data: probe\n\n' }, uid: '', priors: '' }], this.opts.instanceId))
       } catch (err) {
         throw new Error(`the publish script (EVAL/EVALSHA, XADD, XTRIM, PEXPIRE, SPUBLISH) is refused: ${(err as Error).message}`)
       }
@@ -402,7 +402,7 @@ export class RedisBus implements Bus {
   }
 
   private async send (log: string, part: Array<{ event: Outgoing, uid: string, priors: string }>, origin: string): Promise<string[]> {
-    return await this.pub.ssePublish(logKey(this.opts.prefix, log), this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
+    return await this.pub.ssePublish(logKey(this.opts.prefix, log), scratchKey(this.opts.prefix, log), this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
   }
 
   private async read (log: string, after: string, mode: 'read' | 'head' | 'since' | 'catch-up'): Promise<HistoryReply> {
@@ -458,15 +458,16 @@ export class RedisBus implements Bus {
   }
 
   // Records come in the log's order, but a history read on the other connection may have
-  // delivered them already (its reply can overtake the message). Any other record at or
-  // before the head means the log went back (Redis lost it, and its clock is behind):
-  // its readers must resume and be told.
-  private deliverMessage (log: string, message: Buffer): void {
+  // delivered them already (its reply can overtake the message), or a head read covered
+  // them (`covered`). Any other record at or before the head means the log went back
+  // (Redis lost it, and its clock is behind): its readers must resume and be told.
+  private deliverMessage (log: string, message: Buffer, covered: string | null = null): void {
     const reader = this.records
     const listener = this.opts.listener
     const w = this.watches.get(log)
     reader.reset(message)
     while (reader.next()) {
+      if (covered !== null && compareIds(reader.position, covered) <= 0) continue
       const head = listener.head(log)
       if (head !== null && compareIds(reader.position, head) <= 0) {
         if (w?.read?.has(reader.position) === true) continue
@@ -531,7 +532,7 @@ export class RedisBus implements Bus {
       this.deliverHistory(log, reply)
       this.opts.listener.ready(log, undefined)
     }
-    this.release(log, w)
+    this.release(log, w, since === null ? reply.last : null)
   }
 
   private deliverHistory (log: string, reply: HistoryReply): void {
@@ -550,10 +551,11 @@ export class RedisBus implements Bus {
     }
   }
 
-  private release (log: string, w: Watch): void {
+  /** Delivers what was held; records at or before `covered` were in the head just read. */
+  private release (log: string, w: Watch, covered: string | null = null): void {
     const held = w.held ?? []
     w.held = null
-    for (const message of held) this.deliverMessage(log, message)
+    for (const message of held) this.deliverMessage(log, message, covered)
   }
 
   private resubscribeAll (): void {

@@ -1,12 +1,17 @@
 // The bytes between the Redis bus and its scripts (redis-scripts.ts): what a publish
 // sends, what sharded Pub/Sub carries back, what a history read returns; and the names
-// of a log's key and channel.
+// of a log's keys and channel.
 import type { Delivery } from '../hub.js'
 import type { Outgoing } from './bus.js'
 
 /** A log's stream key, which is also its sharded channel: `{log}` is its hash tag. */
 export function logKey (prefix: string, log: string): string {
   return `${prefix}{${log}}`
+}
+
+/** Where the publish script copies a log to fit it (same hash tag; keyLog says it is no log). */
+export function scratchKey (prefix: string, log: string): string {
+  return `${logKey(prefix, log)}:copy`
 }
 
 /** The log of a key or channel logKey made, null when it is none. */

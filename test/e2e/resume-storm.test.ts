@@ -47,3 +47,30 @@ t.test(`${CLIENTS} clients resume at once on one instance: full replay, then liv
   t.ok(reads < CLIENTS / 10, `history reads shared: ${reads} reads for ${CLIENTS} resumes of two logs`)
   for (const c of clients) c.close()
 })
+
+t.test('an event published while a log\'s head read waits (its reader busy, as in a storm) is covered by that read, not taken for lost history', async t => {
+  const redis = await TestRedis.start()
+  t.teardown(() => redis.stop())
+  const lines: any[] = []
+  const logger = { level: 'warn', stream: { write: (line: string) => lines.push(JSON.parse(line)) } }
+  const config = { REDIS_URL: redis.url, REDIS_PREFIX: 'seam:' }
+  const a = await startInstance(t, config)
+  const b = await startInstance(t, config, logger)
+  // B's history connection is busy for 1 s (a blocking pop), as behind a storm's big reads.
+  let popped = false
+  const busy = b.app.redis!.reader.blpop('seam:nothing', 1).finally(() => { popped = true })
+  // The stream's head goes out once its topic is ready: after the head read.
+  const opening = SseClient.open(`${b.url}/stream?topic=x`)
+  // B subscribed at once; its head read waits behind the pop: this event is held meanwhile.
+  while ((await b.app.redis!.pub.call('PUBSUB', 'SHARDNUMSUB', 'seam:{x}') as [string, number])[1] === 0) await new Promise(resolve => setTimeout(resolve, 10))
+  t.equal((await notify(a.url, { topic: 'x', data: 'in the window' })).status, 202)
+  t.notOk(popped, 'published while the head read waited')
+  await busy
+  const c = await opening
+  t.teardown(() => c.close())
+  t.equal((await notify(a.url, { topic: 'x', data: 'after' })).status, 202)
+  await c.until(c => c.events.some(e => e.data === 'after') || c.ended, 10000, 'the next event or the end')
+  t.notOk(c.ended, 'the stream stays open')
+  t.same(c.events.map(e => e.data), ['after'], 'the event in the window was in the head it started from; then the next one')
+  t.same(lines.filter(l => /no longer in history/.test(l.msg)), [], 'no "missed" warning')
+})

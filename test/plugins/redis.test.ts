@@ -1,13 +1,14 @@
 // The Redis connections: no REDIS_URL (single-instance mode), the URL forms managed services
-// hand out (password, ACL user, TLS), and no password in the log.
+// hand out (password, ACL user, TLS), the one line a misconfigured Redis gets (TLS on one
+// side only, protected mode), and no password in the log.
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { notify, openStream, startInstance } from '../helpers/instance.js'
-import { redactUrl } from '../../plugins/redis.js'
+import { diagnoseRedis, redactUrl } from '../../plugins/redis.js'
 import { startServer } from '../helpers/process.js'
 import { freePort, TestRedis } from '../helpers/redis.js'
 
@@ -65,7 +66,8 @@ t.test('a wrong password: degraded, retrying, and the password never reaches the
   t.match(log, /Redis unreachable at start/)
 })
 
-t.test('rediss:// (TLS), as ElastiCache and Azure use, on the real server process', async t => {
+/** A redis-server with a TLS port too (a test CA's certificate for localhost); the CA file for NODE_EXTRA_CA_CERTS. */
+async function tlsRedis (t: Test, args: string[] = []): Promise<{ redis: TestRedis, tlsPort: number, ca: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'sse-tls-'))
   const ssl = (...args: string[]): void => { execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' }) }
   ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=test-ca', '-keyout', 'ca.key', '-out', 'ca.pem')
@@ -74,9 +76,14 @@ t.test('rediss:// (TLS), as ElastiCache and Azure use, on the real server proces
   ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'san.ext', '-out', 'server.pem')
   const tlsPort = await freePort()
   const redis = await TestRedis.start(['--tls-port', String(tlsPort), '--tls-cert-file', join(dir, 'server.pem'),
-    '--tls-key-file', join(dir, 'server.key'), '--tls-ca-cert-file', join(dir, 'ca.pem'), '--tls-auth-clients', 'no', '--requirepass', 'tls-pass'])
+    '--tls-key-file', join(dir, 'server.key'), '--tls-ca-cert-file', join(dir, 'ca.pem'), '--tls-auth-clients', 'no', ...args])
   t.teardown(() => redis.stop())
-  const env = { REDIS_URL: `rediss://:tls-pass@localhost:${tlsPort}`, REDIS_PREFIX: 'tls:', NODE_EXTRA_CA_CERTS: join(dir, 'ca.pem') }
+  return { redis, tlsPort, ca: join(dir, 'ca.pem') }
+}
+
+t.test('rediss:// (TLS), as ElastiCache and Azure use, on the real server process', async t => {
+  const { tlsPort, ca } = await tlsRedis(t, ['--requirepass', 'tls-pass'])
+  const env = { REDIS_URL: `rediss://:tls-pass@localhost:${tlsPort}`, REDIS_PREFIX: 'tls:', NODE_EXTRA_CA_CERTS: ca }
   const a = await startServer(env)
   const b = await startServer(env)
   t.teardown(() => { a.child.kill('SIGKILL'); b.child.kill('SIGKILL') })
@@ -86,6 +93,68 @@ t.test('rediss:// (TLS), as ElastiCache and Azure use, on the real server proces
   await c.untilEvents(1)
   t.equal(c.events[0].data, 'over tls')
   t.notOk(a.output().includes('tls-pass'), 'no password in the log')
+})
+
+/**
+ * Starts an instance on `url` that cannot use its Redis; resolves with its warnings once
+ * its publisher has retried twice (so a line per retry would show).
+ */
+async function refusedStart (t: Test, url: string): Promise<{ warnings: string[], health: any }> {
+  const log = logSink()
+  const { app, url: at } = await startInstance(t, { REDIS_URL: url, REDIS_PREFIX: 'refused:' }, log.logger)
+  const pub = app.redis!.pub
+  for (let i = 0; i < 2; i++) {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the publisher did not retry within 10 s')), 10_000)
+      pub.once('reconnecting', () => { clearTimeout(timer); resolve() })
+    })
+  }
+  const health = await (await fetch(`${at}/health`)).json()
+  return { warnings: log.lines.filter(l => l.level >= 40).map(l => l.msg), health }
+}
+
+/** An address of this host other than loopback: protected mode refuses clients that come from one. */
+function outsideAddress (): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+  }
+  throw new Error('this host has no IPv4 address but loopback: protected mode cannot be tested here')
+}
+
+t.test('rediss:// to a Redis port without TLS: one line says the server speaks plain Redis', async t => {
+  const redis = await TestRedis.start()
+  t.teardown(() => redis.stop())
+  const { warnings, health } = await refusedStart(t, `rediss://127.0.0.1:${redis.port}`)
+  t.equal(health.status, 'degraded')
+  t.equal(warnings.length, 1, `one line, not one per retry: ${JSON.stringify(warnings)}`)
+  t.match(warnings[0], `Redis unreachable at start (REDIS_URL is rediss:// (TLS) but 127.0.0.1:${redis.port} speaks plain Redis, without TLS: use redis://, or the server's TLS port)`)
+})
+
+t.test('redis:// to a TLS port: one line says the server speaks TLS', async t => {
+  const { tlsPort } = await tlsRedis(t)
+  const { warnings } = await refusedStart(t, `redis://127.0.0.1:${tlsPort}`)
+  t.equal(warnings.length, 1, JSON.stringify(warnings))
+  t.match(warnings[0], `(REDIS_URL is redis:// but 127.0.0.1:${tlsPort} speaks TLS: use rediss://)`)
+})
+
+t.test('Redis in protected mode (no password, reached from another address than loopback): one line says so and what to do', async t => {
+  const address = outsideAddress()
+  const redis = await TestRedis.start(['--bind', '0.0.0.0', '--protected-mode', 'yes'])
+  t.teardown(() => redis.stop())
+  const { warnings, health } = await refusedStart(t, `redis://${address}:${redis.port}`)
+  t.equal(health.status, 'degraded')
+  t.equal(warnings.length, 1, JSON.stringify(warnings))
+  t.match(warnings[0], `Redis at ${address}:${redis.port} is in protected mode and refuses this instance`)
+  t.match(warnings[0], /Give Redis a password .* or set protected-mode no/)
+  t.notMatch(warnings[0], /EPIPE/, 'not the broken pipe ioredis reports')
+})
+
+t.test('diagnoseRedis: nothing to say about an address where nothing listens, or a Redis that works', async t => {
+  const redis = await TestRedis.start()
+  t.teardown(() => redis.stop())
+  t.equal(await diagnoseRedis(`redis://127.0.0.1:${await freePort()}`, 500), null)
+  t.equal(await diagnoseRedis(`rediss://127.0.0.1:${await freePort()}`, 500), null)
+  t.equal(await diagnoseRedis(redis.url, 500), null)
 })
 
 t.test('a REDIS_URL password never reaches the log', async t => {
