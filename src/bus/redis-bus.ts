@@ -458,16 +458,15 @@ export class RedisBus implements Bus {
   }
 
   // Records come in the log's order, but a history read on the other connection may have
-  // delivered them already (its reply can overtake the message), or a head read covered
-  // them (`covered`). Any other record at or before the head means the log went back
-  // (Redis lost it, and its clock is behind): its readers must resume and be told.
-  private deliverMessage (log: string, message: Buffer, covered: string | null = null): void {
+  // delivered them already (its reply can overtake the message). Any other record at or
+  // before the head means the log went back (Redis lost it, and its clock is behind):
+  // its readers must resume and be told.
+  private deliverMessage (log: string, message: Buffer): void {
     const reader = this.records
     const listener = this.opts.listener
     const w = this.watches.get(log)
     reader.reset(message)
     while (reader.next()) {
-      if (covered !== null && compareIds(reader.position, covered) <= 0) continue
       const head = listener.head(log)
       if (head !== null && compareIds(reader.position, head) <= 0) {
         if (w?.read?.has(reader.position) === true) continue
@@ -532,7 +531,7 @@ export class RedisBus implements Bus {
       this.deliverHistory(log, reply)
       this.opts.listener.ready(log, undefined)
     }
-    this.release(log, w, since === null ? reply.last : null)
+    this.release(log, w)
   }
 
   private deliverHistory (log: string, reply: HistoryReply): void {
@@ -551,11 +550,11 @@ export class RedisBus implements Bus {
     }
   }
 
-  /** Delivers what was held; records at or before `covered` were in the head just read. */
-  private release (log: string, w: Watch, covered: string | null = null): void {
+  /** Delivers what was held (after the head read: see deliverCovered). */
+  private release (log: string, w: Watch): void {
     const held = w.held ?? []
     w.held = null
-    for (const message of held) this.deliverMessage(log, message, covered)
+    for (const message of held) this.deliverMessage(log, message)
   }
 
   private resubscribeAll (): void {
