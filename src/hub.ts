@@ -30,6 +30,11 @@ export interface Delivery {
   priors: string | null
   /** The frame after its id line: `event:` and `data:` lines and the blank line. */
   body: Buffer
+  /**
+   * When it was accepted, in this process's performance.now() time: by POST /notify here,
+   * or, for an event from Redis, when Redis appended it (its id's time); unset: unknown.
+   */
+  acceptedAt?: number
 }
 
 /** Clients reading the same logs: one cursor, one frame per event. */
@@ -90,6 +95,11 @@ export interface HubOptions {
   watch: (log: string) => void
   /** A log lost its last reader on this instance. */
   unwatch: (log: string) => void
+  /**
+   * After each flush that wrote: when it began (performance.now()), and the oldest
+   * acceptedAt of the deliveries it wrote to live clients (null: none had one); for metrics.
+   */
+  flushed?: (started: number, oldestAcceptedAt: number | null) => void
 }
 
 export class Hub {
@@ -105,6 +115,8 @@ export class Hub {
   /** Clients with queued frames, flushed once per event-loop turn. */
   private dirty: Client[] = []
   private flushScheduled = false
+  /** The oldest acceptedAt of this turn's deliveries that reached a live client. */
+  private oldestAccepted = Infinity
   private readonly flushNow = (): void => this.flush()
   delivered = 0
   dropped = 0
@@ -231,6 +243,7 @@ export class Hub {
     const groups = this.index.get(d.log)
     if (groups === undefined) return
     if (d.position !== null) this.heads.set(d.log, d.position)
+    const before = this.delivered
     for (const group of groups) {
       if (d.uid !== null && d.topics !== null && group.entry(d.topics) !== d.log) continue
       let frame: Buffer | null = null
@@ -246,6 +259,7 @@ export class Hub {
         }
       }
     }
+    if (d.acceptedAt !== undefined && d.acceptedAt < this.oldestAccepted && this.delivered !== before) this.oldestAccepted = d.acceptedAt
   }
 
   /**
@@ -320,6 +334,9 @@ export class Hub {
     this.flushScheduled = false
     const dirty = this.dirty
     this.dirty = []
+    const oldest = this.oldestAccepted
+    this.oldestAccepted = Infinity
+    const started = performance.now()
     // Clients of one group got the same frames this turn: join them once, share the chunk.
     let lastQueue: Buffer[] = []
     let lastChunk: Buffer | null = null
@@ -343,6 +360,7 @@ export class Hub {
         this.disconnectSlow(client, queue.length)
       }
     }
+    if (dirty.length > 0) this.opts.flushed?.(started, oldest === Infinity ? null : oldest)
   }
 
   /** A delivery to a client with a cursor of its own: skipped when it had it already. */

@@ -472,3 +472,29 @@ t.test('a local-only delivery (no position) is written without an id and does no
   t.equal(a.frames[1], 'data: local\n\n', 'no id line at all')
   t.equal(hub.head('a'), '1-0')
 })
+
+t.test('flushed: once per flush that wrote, with the oldest acceptedAt of what it wrote to live clients', async t => {
+  const calls: Array<[number, number | null]> = []
+  const hub: Hub = new Hub({ bufferBytes: 1 << 20, watch: log => queueMicrotask(() => hub.ready(log, null)), unwatch: () => {}, flushed: (started, oldest) => calls.push([started, oldest]) })
+  const sinks = [new FakeSink(), new FakeSink()]
+  for (const s of sinks) hub.add(new Client(s, ['a']))
+  const held = new FakeSink()
+  hub.add(new Client(held, ['b']), true)
+  await new Promise(resolve => queueMicrotask(() => resolve(null)))
+  const at = (d: Delivery[], acceptedAt: number): Delivery[] => d.map(x => ({ ...x, acceptedAt }))
+  for (const d of at(event(['b'], '1-0', 'held'), 1)) hub.deliver(d) // only a held client: not written
+  for (const d of at(event(['a'], '2-0', 'a2'), 5)) hub.deliver(d)
+  for (const d of at(event(['a'], '3-0', 'a3'), 3)) hub.deliver(d)
+  for (const d of at(event(['c'], '4-0', 'nobody'), 2)) hub.deliver(d) // no reader
+  const before = performance.now()
+  hub.flush()
+  t.equal(calls.length, 1, 'one call for two events to two clients')
+  t.ok(calls[0][0] >= before && calls[0][0] <= performance.now(), 'when the flush began')
+  t.equal(calls[0][1], 3, 'the oldest of what was written')
+  hub.flush()
+  t.equal(calls.length, 1, 'nothing written, no call')
+  for (const d of event(['a'], '5-0', 'untimed')) hub.deliver(d)
+  hub.flush()
+  t.same(calls[1][1], null, 'no acceptedAt: null')
+  t.same(sinks[0].seen.slice(-3), ['2-0 a2', '3-0 a3', '5-0 untimed'])
+})
