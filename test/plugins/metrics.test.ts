@@ -137,6 +137,7 @@ t.test('Redis command latency: publish script calls and history reads', async t 
 
 t.test('Redis stopped: a resume gets history-unavailable, a local publish is timed from its accept', async t => {
   const redis = await TestRedis.start()
+  t.teardown(() => redis.stop())
   const i = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: prefix() })
   const live = await openStream(t, `${i.url}/stream?topic=u`)
   const { body } = await notify(i.url, { topic: 'u', data: 1 })
