@@ -59,9 +59,10 @@ export async function buildApp (opts: AppOptions = {}): Promise<FastifyInstance>
   await app.register(corsPlugin)
   await app.register(refusalsPlugin)
   await app.register(redisPlugin)
+  // Metrics first: the fan-out reports its timings to it.
+  await app.register(metricsPlugin)
   await app.register(fanoutPlugin)
   await app.register(idempotencyPlugin)
-  await app.register(metricsPlugin)
   // Limits before auth: their onRoute hooks add onRequest hooks in this order.
   await app.register(limitsPlugin)
   await app.register(authPlugin)

@@ -22,7 +22,8 @@ async function fanout (fastify: FastifyInstance): Promise<void> {
   const hub: Hub = new Hub({
     bufferBytes: cfg.CLIENT_BUFFER_BYTES,
     watch: log => bus.watch(log),
-    unwatch: log => bus.unwatch(log)
+    unwatch: log => bus.unwatch(log),
+    flushed: fastify.metrics.flushed
   })
   const listener: BusListener = {
     deliver: hub.deliver.bind(hub),
@@ -51,7 +52,8 @@ async function fanout (fastify: FastifyInstance): Promise<void> {
       // One line per change: what is missing, then that it is back.
       onTrouble: reason => reason === null
         ? fastify.log.info('Redis path proven: publish script, publish and this instance\'s subscription work; cluster-wide delivery')
-        : fastify.log.error({ reason }, `Redis path broken: ${reason}; delivering on this instance only`)
+        : fastify.log.error({ reason }, `Redis path broken: ${reason}; delivering on this instance only`),
+      answered: fastify.metrics.answered
     })
   // Connected at start: prove the path before taking requests (a few round trips), so the
   // first /health and publish already know whether cluster-wide delivery works.
@@ -71,4 +73,4 @@ async function fanout (fastify: FastifyInstance): Promise<void> {
   })
 }
 
-export default fp(fanout, { name: 'fanout', fastify: '5.x', dependencies: ['config', 'redis'] })
+export default fp(fanout, { name: 'fanout', fastify: '5.x', dependencies: ['config', 'redis', 'metrics'] })

@@ -1,20 +1,36 @@
 // Prometheus metrics. Delivery counts live as plain numbers in the hub (no metric call
-// per delivery); they are read when /metrics is scraped.
+// per delivery); they are read when /metrics is scraped. Timings come through callbacks
+// the fan-out hands to the hub (once per flush) and the Redis bus (once per call).
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { RESET_REASONS } from '../src/frame.js'
 import { REFUSAL_REASONS } from '../src/refusal.js'
+import { RESUME_OUTCOMES, type ResumeCounts } from '../src/resume.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** `published`: events accepted by POST /notify, by fanout; plain numbers, read at scrape time. */
-    metrics: { registry: Registry, published: Record<'cluster' | 'local', number> }
+    metrics: {
+      registry: Registry
+      /** Events accepted by POST /notify, by fanout; plain numbers, read at scrape time. */
+      published: Record<'cluster' | 'local', number>
+      /** Counted by resume() as it goes; read at scrape time. */
+      resumes: ResumeCounts
+      /** The hub's HubOptions.flushed. */
+      flushed: (started: number, oldestAcceptedAt: number | null) => void
+      /** The Redis bus's RedisBusOptions.answered. */
+      answered: (command: 'publish' | 'history', ms: number) => void
+    }
   }
 }
 
 async function metrics (fastify: FastifyInstance): Promise<void> {
   const registry = new Registry()
-  const { hub, bus } = fastify
+  // Read at scrape time: the fan-out is registered after this plugin, which it reports to.
+  const hub = (): FastifyInstance['hub'] => fastify.hub
+  const bus = (): FastifyInstance['bus'] => fastify.bus
+  // Also nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds, from
+  // monitorEventLoopDelay, over the time since the last scrape.
   collectDefaultMetrics({ register: registry })
   const gauge = (name: string, help: string, read: () => number): void => {
     // eslint-disable-next-line no-new
@@ -24,18 +40,18 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     // eslint-disable-next-line no-new
     new Counter({ name, help, registers: [registry], collect () { this.reset(); this.inc(read()) } })
   }
-  gauge('sse_clients', 'Open SSE streams on this instance', () => hub.size)
+  gauge('sse_clients', 'Open SSE streams on this instance', () => hub().size)
   gauge('sse_outbox_events', 'Events accepted during a Redis outage, waiting to reach the other instances',
-    () => bus.queued)
+    () => bus().queued)
   gauge('sse_redis_connected', '1 when both Redis connections are up, else 0', () => fastify.isRedisConnected() ? 1 : 0)
   gauge('sse_redis_masters', 'Redis masters this instance sees: 1 for one Redis, the masters of a Redis Cluster, 0 without Redis', () => fastify.redis?.nodes() ?? 0)
-  total('sse_history_reads_total', 'History reads sent to Redis (a reconnect storm\'s resumes of one topic in one turn share one)', () => bus.historyReads)
-  gauge('sse_topics_read', 'Logs (topics, and the broadcasts) local clients read: what this instance is subscribed to', () => hub.logs().length)
-  total('sse_events_delivered_total', 'Frames written to client streams', () => hub.delivered)
-  total('sse_events_dropped_total', 'Frames a slow client was cut off with: the last write that overflowed its buffer, or the events held for it (bytes already in its socket are not counted)', () => hub.dropped)
-  total('sse_slow_clients_disconnected_total', 'Clients disconnected for exceeding CLIENT_BUFFER_BYTES', () => hub.slowDisconnected)
+  total('sse_history_reads_total', 'History reads sent to Redis (a reconnect storm\'s resumes of one topic in one turn share one)', () => bus().historyReads)
+  gauge('sse_topics_read', 'Logs (topics, and the broadcasts) local clients read: what this instance is subscribed to', () => hub().logs().length)
+  total('sse_events_delivered_total', 'Frames written to client streams', () => hub().delivered)
+  total('sse_events_dropped_total', 'Frames a slow client was cut off with: the last write that overflowed its buffer, or the events held for it (bytes already in its socket are not counted)', () => hub().dropped)
+  total('sse_slow_clients_disconnected_total', 'Clients disconnected for exceeding CLIENT_BUFFER_BYTES', () => hub().slowDisconnected)
   total('sse_events_replayed_total', 'Events replayed from history (client resume and instance catch-up)',
-    () => hub.replayed + bus.replayed)
+    () => hub().replayed + bus().replayed)
   const published = { cluster: 0, local: 0 }
   // eslint-disable-next-line no-new
   new Counter({
@@ -60,6 +76,63 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
       for (const reason of REFUSAL_REASONS) if (refused[reason] > 0) this.inc({ reason }, refused[reason])
     }
   })
+  const resumes: ResumeCounts = {
+    outcomes: Object.fromEntries(RESUME_OUTCOMES.map(outcome => [outcome, 0])) as ResumeCounts['outcomes'],
+    resets: Object.fromEntries(RESET_REASONS.map(reason => [reason, 0])) as ResumeCounts['resets']
+  }
+  // eslint-disable-next-line no-new
+  new Counter({
+    name: 'sse_resumes_total',
+    help: 'Streams opened with a Last-Event-ID, by outcome: replayed (history covered it), reset (a topic\'s history no longer did), history-unavailable (history could not be read), abandoned (the client left first)',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const outcome of RESUME_OUTCOMES) if (resumes.outcomes[outcome] > 0) this.inc({ outcome }, resumes.outcomes[outcome])
+    }
+  })
+  // eslint-disable-next-line no-new
+  new Counter({
+    name: 'sse_resets_total',
+    help: '`event: reset` sent to resuming streams, by the reason they carry: history (it no longer covers the position in a topic: trimmed, expired or lost; one per topic) or history-unavailable (it could not be read)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const reason of RESET_REASONS) if (resumes.resets[reason] > 0) this.inc({ reason }, resumes.resets[reason])
+    }
+  })
+  const latency = new Histogram({
+    name: 'sse_publish_to_write_seconds',
+    help: 'Per pass over the clients with queued frames, the age of its oldest event when the pass wrote its first client (client="first") and its last (client="last"). Age from POST /notify accepting it on this instance, or, for an event that came through Redis, from its append in Redis (its id\'s time, Redis\'s clock, ms resolution: compare clocks when Redis is on another host)',
+    labelNames: ['client'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry]
+  })
+  const first = latency.labels('first')
+  const last = latency.labels('last')
+  const fanoutDuration = new Histogram({
+    name: 'sse_fanout_duration_seconds',
+    help: 'Time one pass takes to write every client queued when it began (a pass writes a slice per event-loop turn, so it may span several)',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry]
+  })
+  const redisDuration = new Histogram({
+    name: 'sse_redis_command_duration_seconds',
+    help: 'Round trip of the calls Redis answered: command="publish" (one publish script call: a turn\'s events of one topic, up to 256) or "history" (one history read: a resume, a subscription\'s head, a catch-up)',
+    labelNames: ['command'],
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry]
+  })
+  const commands = { publish: redisDuration.labels('publish'), history: redisDuration.labels('history') }
+  const flushed = (started: number, oldestAcceptedAt: number | null): void => {
+    const now = performance.now()
+    fanoutDuration.observe((now - started) / 1000)
+    if (oldestAcceptedAt === null) return
+    first.observe((started - oldestAcceptedAt) / 1000)
+    last.observe((now - oldestAcceptedAt) / 1000)
+  }
+  const answered = (command: 'publish' | 'history', ms: number): void => commands[command].observe(ms / 1000)
   const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers: [registry] })
   const duration = new Histogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration', labelNames: ['method', 'route'], registers: [registry] })
 
@@ -70,7 +143,7 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     duration.observe({ method: request.method, route }, reply.elapsedTime / 1000)
     done()
   })
-  fastify.decorate('metrics', { registry, published })
+  fastify.decorate('metrics', { registry, published, resumes, flushed, answered })
 }
 
-export default fp(metrics, { name: 'metrics', fastify: '5.x', dependencies: ['fanout', 'refusals'] })
+export default fp(metrics, { name: 'metrics', fastify: '5.x', dependencies: ['redis', 'refusals'] })

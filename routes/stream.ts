@@ -58,7 +58,7 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
       hub.add(client)
       return
     }
-    const failure = await resume(hub, bus, client, socket, positions)
+    const failure = await resume(hub, bus, client, socket, positions, fastify.metrics.resumes)
     if (failure !== null) request.log.warn({ err: failure.message }, 'history unavailable: stream goes live without replay')
   })
 }

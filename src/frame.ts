@@ -42,12 +42,16 @@ export function encodeHeartbeat (eventName: string): Buffer {
   return eventName === '' ? encodeComment('heartbeat') : Buffer.from(`event: ${eventName}\ndata: \n\n`)
 }
 
+/** Why a reset is sent: history no longer covers the position, or could not be read. */
+export const RESET_REASONS = ['history', 'history-unavailable'] as const
+export type ResetReason = typeof RESET_REASONS[number]
+
 /**
  * The gap signal: history cannot cover the client's position in `topic` (null: the
  * broadcasts, or every log when history could not be read). With an id, it moves the
  * client's cursor past the gap, so it does not ask for the same gap again.
  */
-export function encodeReset (id: string | null, reason: string, topic: string | null): Buffer {
+export function encodeReset (id: string | null, reason: ResetReason, topic: string | null): Buffer {
   const data = topic === null ? { reason } : { reason, topic }
   return Buffer.from(`${id === null ? '' : `id: ${id}\n`}event: reset\ndata: ${JSON.stringify(data)}\n\n`)
 }

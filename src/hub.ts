@@ -33,6 +33,11 @@ export interface Delivery {
   priors: string | null
   /** The frame after its id line: `event:` and `data:` lines and the blank line. */
   body: Buffer
+  /**
+   * When it was accepted, in this process's performance.now() time: by POST /notify here,
+   * or, for an event from Redis, when Redis appended it (its id's time); unset: unknown.
+   */
+  acceptedAt?: number
 }
 
 /** Clients reading the same logs: one cursor, one frame per event. */
@@ -93,6 +98,12 @@ export interface HubOptions {
   watch: (log: string) => void
   /** A log lost its last reader on this instance. */
   unwatch: (log: string) => void
+  /**
+   * After each pass over the queued clients (it may span several turns): when it began
+   * (performance.now()), and the oldest acceptedAt of the deliveries to live clients queued
+   * before it began (null: none had one); for metrics.
+   */
+  flushed?: (started: number, oldestAcceptedAt: number | null) => void
 }
 
 export class Hub {
@@ -117,6 +128,12 @@ export class Hub {
   /** The last chunk joined from several frames, shared by the next client with the same frames. */
   private lastQueue: Buffer[] = []
   private lastChunk: Buffer | null = null
+  /** The oldest acceptedAt of the deliveries to live clients since the current pass began. */
+  private oldestAccepted = Infinity
+  /** The pass under way (for metrics): the dirty clients left in it, when it began, its oldest acceptedAt. */
+  private passLeft = 0
+  private passStarted = 0
+  private passOldest = Infinity
   delivered = 0
   dropped = 0
   slowDisconnected = 0
@@ -242,6 +259,7 @@ export class Hub {
     const groups = this.index.get(d.log)
     if (groups === undefined) return
     if (d.position !== null) this.heads.set(d.log, d.position)
+    const before = this.delivered
     for (const group of groups) {
       if (d.uid !== null && d.topics !== null && group.entry(d.topics) !== d.log) continue
       let frame: Buffer | null = null
@@ -257,6 +275,7 @@ export class Hub {
         }
       }
     }
+    if (d.acceptedAt !== undefined && d.acceptedAt < this.oldestAccepted && this.delivered !== before) this.oldestAccepted = d.acceptedAt
   }
 
   /**
@@ -331,9 +350,11 @@ export class Hub {
 
   /** Writes every client's queued frames now, each as one chunk. */
   flush (): void {
+    if (this.dirtyHead < this.dirty.length && this.passLeft === 0) this.beginPass()
     while (this.dirtyHead < this.dirty.length) this.writeQueued(this.dirty[this.dirtyHead++])
     this.dirty = []
     this.dirtyHead = 0
+    if (this.passLeft > 0) this.endPass()
   }
 
   /**
@@ -347,7 +368,9 @@ export class Hub {
     const deadline = performance.now() + SLICE_MS
     let n = 0
     while (this.dirtyHead < dirty.length) {
+      if (this.passLeft === 0) this.beginPass()
       this.writeQueued(dirty[this.dirtyHead++])
+      if (--this.passLeft === 0) this.endPass()
       if ((++n & 63) === 0 && performance.now() >= deadline) break
     }
     if (this.dirtyHead === dirty.length) {
@@ -361,6 +384,23 @@ export class Hub {
       this.dirtyHead = 0
     }
     this.scheduleFlush()
+  }
+
+  /**
+   * A pass writes the clients queued when it begins (those queued meanwhile wait for the
+   * next one, or get their new frames with the write they were waiting for): its duration
+   * and the age of its oldest event at its first and last write go to `flushed`.
+   */
+  private beginPass (): void {
+    this.passLeft = this.dirty.length - this.dirtyHead
+    this.passStarted = performance.now()
+    this.passOldest = this.oldestAccepted
+    this.oldestAccepted = Infinity
+  }
+
+  private endPass (): void {
+    this.passLeft = 0
+    this.opts.flushed?.(this.passStarted, this.passOldest === Infinity ? null : this.passOldest)
   }
 
   private scheduleFlush (): void {

@@ -3,7 +3,7 @@
 import type { Bus, LogHistory } from './bus/bus.js'
 import { BROADCAST, encodeCursor } from './cursor.js'
 import { compareIds } from './event-id.js'
-import { encodeReset } from './frame.js'
+import { encodeReset, type ResetReason } from './frame.js'
 import type { Client, Delivery, Hub, Sink } from './hub.js'
 
 /** A socket a replay can wait on when its send buffer is full. */
@@ -52,11 +52,26 @@ function hadIt (d: Delivery, logs: string[], entry: (topics: string[]) => string
 }
 
 /**
+ * How resumes ended: `replayed` (history covered the position), `reset` (some log had a
+ * gap, signalled), `history-unavailable` (history could not be read: one reset for every
+ * log), `abandoned` (the client left before going live).
+ */
+export const RESUME_OUTCOMES = ['replayed', 'reset', 'history-unavailable', 'abandoned'] as const
+export type ResumeOutcome = typeof RESUME_OUTCOMES[number]
+
+/** Resumes by outcome and the resets they sent by reason, counted as they happen. */
+export interface ResumeCounts {
+  outcomes: Record<ResumeOutcome, number>
+  resets: Record<ResetReason, number>
+}
+
+/**
  * Adds `client` to the hub after replaying its history after `positions` (one per log of
  * the stream, as decodeCursor gives them). Resolves with the error that kept history from
- * being read, if any: the client then gets a reset for each log and goes live.
+ * being read, if any: the client then gets a reset for each log and goes live. `counts`
+ * (for metrics) gets how it ended and the resets it sent.
  */
-export async function resume (hub: Hub, bus: Bus, client: Client, sink: DrainableSink, positions: Array<string | undefined>): Promise<Error | null> {
+export async function resume (hub: Hub, bus: Bus, client: Client, sink: DrainableSink, positions: Array<string | undefined>, counts?: ResumeCounts): Promise<Error | null> {
   hub.add(client, true)
   const logs = hub.logsOf(client)
   const cursor: Array<string | null> = positions.map(p => p === undefined || p === '' ? null : p)
@@ -65,14 +80,16 @@ export async function resume (hub: Hub, bus: Bus, client: Client, sink: Drainabl
   try {
     histories = await Promise.all(logs.map(async (log, i) => await bus.history(log, positions[i] === '' ? null : positions[i])))
   } catch (err) {
-    if (client.closed) return null
+    if (client.closed) return ended(counts, 'abandoned', null)
     // Nothing can be said of what was missed: each log starts again from its newest event.
     for (let i = 0; i < logs.length; i++) cursor[i] = hub.head(logs[i]) ?? cursor[i]
     sink.write(encodeReset(encodeCursor(cursor), 'history-unavailable', null))
+    if (counts !== undefined) counts.resets['history-unavailable']++
     hub.goLive(client, cursor)
-    return err as Error
+    return ended(counts, 'history-unavailable', err as Error)
   }
-  if (client.closed) return null
+  if (client.closed) return ended(counts, 'abandoned', null)
+  let gaps = 0
   // A gap is signalled once per log, naming its topic, before what history still holds;
   // with nothing after it, the reset's id moves the cursor past the gap.
   for (let i = 0; i < logs.length; i++) {
@@ -86,15 +103,22 @@ export async function resume (hub: Hub, bus: Bus, client: Client, sink: Drainabl
       id = encodeCursor(cursor)
     }
     hub.signal(client, encodeReset(id, 'history', logs[i] === BROADCAST ? null : logs[i]))
+    gaps++
   }
+  if (counts !== undefined) counts.resets.history += gaps
   const group = client.group!
   const from = cursor.slice()
   for (const d of mergeHistories(histories.map(h => ({ ...h, events: h.events.filter(d => !hadIt(d, logs, group.entry.bind(group), from)) })))) {
     const entry = d.uid !== null && d.topics !== null ? group.entry(d.topics) : d.log
     const entryLater = entry !== d.log && !histories[logs.indexOf(entry!)].events.some(e => e.uid === d.uid)
     if (!hub.replay(client, d, entryLater)) await drained(sink)
-    if (client.closed) return null
+    if (client.closed) return ended(counts, 'abandoned', null)
   }
   hub.goLive(client, cursor)
-  return null
+  return ended(counts, gaps > 0 ? 'reset' : 'replayed', null)
+}
+
+function ended (counts: ResumeCounts | undefined, outcome: ResumeOutcome, err: Error | null): Error | null {
+  if (counts !== undefined) counts.outcomes[outcome]++
+  return err
 }

@@ -41,6 +41,7 @@ export class LocalBus implements Bus {
 
   async publish (events: Outgoing[]): Promise<PublishResult> {
     const ids: string[] = []
+    const acceptedAt = performance.now()
     for (const e of events) {
       const position = this.clock.next()
       const body = Buffer.from(e.body)
@@ -50,7 +51,7 @@ export class LocalBus implements Bus {
       for (const log of logs) {
         const before = sorted.indexOf(log)
         const priors = uid === null ? null : new Array<string>(before).fill(position).join(',')
-        const d: Delivery = { log, position, uid, topics: e.topics, body, priors }
+        const d: Delivery = { log, position, uid, topics: e.topics, body, priors, acceptedAt }
         this.recent.append(d)
         this.listener.deliver(d)
       }

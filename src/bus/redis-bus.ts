@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
 import { BROADCAST } from '../cursor.js'
-import { compareIds } from '../event-id.js'
+import { compareIds, idMillis } from '../event-id.js'
 import { DegradedError, type Bus, type BusListener, type LogHistory, type Outgoing, type PublishResult } from './bus.js'
 import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
 import { keyLog, logKey, MessageReader, pack, parseHistory, scratchKey, type HistoryReply } from './redis-wire.js'
@@ -37,6 +37,8 @@ export interface RedisBusOptions {
   onError: (err: Error, what: string) => void
   /** The path proof found a problem (its reason), or it went away (null). */
   onTrouble: (reason: string | null) => void
+  /** A publish script call or history read Redis answered, and its round trip in ms; for metrics. */
+  answered?: (command: 'publish' | 'history', ms: number) => void
 }
 
 /** One log this instance reads. */
@@ -402,12 +404,18 @@ export class RedisBus implements Bus {
   }
 
   private async send (log: string, part: Array<{ event: Outgoing, uid: string, priors: string }>, origin: string): Promise<string[]> {
-    return await this.pub.ssePublish(logKey(this.opts.prefix, log), scratchKey(this.opts.prefix, log), this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
+    const started = performance.now()
+    const ids = await this.pub.ssePublish(logKey(this.opts.prefix, log), scratchKey(this.opts.prefix, log), this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
+    this.opts.answered?.('publish', performance.now() - started)
+    return ids
   }
 
   private async read (log: string, after: string, mode: 'read' | 'head' | 'since' | 'catch-up'): Promise<HistoryReply> {
     this.historyReads++
-    return parseHistory(log, await this.reader.sseHistory(logKey(this.opts.prefix, log), after, mode))
+    const started = performance.now()
+    const reply = await this.reader.sseHistory(logKey(this.opts.prefix, log), after, mode)
+    this.opts.answered?.('history', performance.now() - started)
+    return parseHistory(log, reply)
   }
 
   // Redis down: deliver here now (no id: nothing to resume from) and keep the event for
@@ -415,12 +423,13 @@ export class RedisBus implements Bus {
   private publishLocal (events: Outgoing[]): PublishResult {
     if (this.opts.rejectWhenDegraded && this.trouble !== null) throw new DegradedError(undefined, this.trouble)
     if (this.outbox.length + events.length > this.opts.outboxLimit) throw new DegradedError(this.opts.outboxLimit)
+    const acceptedAt = performance.now()
     for (const e of events) {
       this.outbox.push(e)
       const body = Buffer.from(e.body)
       const logs = e.topics ?? [BROADCAST]
       const uid = logs.length > 1 ? `${this.uidStem}.${(this.uidCount++).toString(36)}` : null
-      for (const log of logs) this.opts.listener.deliver({ log, position: null, uid, topics: e.topics, body, priors: null })
+      for (const log of logs) this.opts.listener.deliver({ log, position: null, uid, topics: e.topics, body, priors: null, acceptedAt })
     }
     this.drainOutbox()
     return { ids: events.map(() => null), fanout: 'local' }
@@ -465,6 +474,7 @@ export class RedisBus implements Bus {
     const reader = this.records
     const listener = this.opts.listener
     const w = this.watches.get(log)
+    const clock = new ArrivalClock()
     reader.reset(message)
     while (reader.next()) {
       const head = listener.head(log)
@@ -475,15 +485,15 @@ export class RedisBus implements Bus {
         continue
       }
       if (w !== undefined) w.read = null
-      this.deliverRecord(log, reader)
+      this.deliverRecord(log, reader, clock)
     }
   }
 
-  private deliverRecord (log: string, reader: MessageReader): void {
+  private deliverRecord (log: string, reader: MessageReader, clock: ArrivalClock): void {
     const listener = this.opts.listener
     // Delivered here already, without an id, during the outage it was published in.
     if (reader.origin === this.opts.instanceId) listener.advance(log, reader.position)
-    else listener.deliver({ log, position: reader.position, uid: reader.uid, topics: reader.topics, body: reader.body, priors: reader.priors })
+    else listener.deliver({ log, position: reader.position, uid: reader.uid, topics: reader.topics, body: reader.body, priors: reader.priors, acceptedAt: clock.appendedAt(reader.position) })
   }
 
   /**
@@ -496,6 +506,7 @@ export class RedisBus implements Bus {
     const held = w.held
     if (held === null || head === null) return
     const reader = this.records
+    const clock = new ArrivalClock()
     for (let i = 0; i < held.length; i++) {
       reader.reset(held[i])
       while (reader.next()) {
@@ -503,7 +514,7 @@ export class RedisBus implements Bus {
           w.held = [held[i].subarray(reader.start), ...held.slice(i + 1)]
           return
         }
-        this.deliverRecord(log, reader)
+        this.deliverRecord(log, reader, clock)
       }
     }
     w.held = []
@@ -538,6 +549,7 @@ export class RedisBus implements Bus {
     const listener = this.opts.listener
     const w = this.watches.get(log)
     if (w !== undefined) w.read = new Set(reply.events.map(d => d.position!))
+    const clock = new ArrivalClock()
     for (const d of reply.events) {
       const head = listener.head(log)
       if (head !== null && compareIds(d.position!, head) <= 0) continue
@@ -546,6 +558,7 @@ export class RedisBus implements Bus {
         continue
       }
       this.replayed++
+      d.acceptedAt = clock.appendedAt(d.position!)
       listener.deliver(d)
     }
   }
@@ -598,6 +611,19 @@ export class RedisBus implements Bus {
       listener.ready(log, undefined)
     }
     this.release(log, w)
+  }
+}
+
+/**
+ * When Redis appended events that arrive now, in performance.now() time: their ids carry
+ * Redis's clock in ms (the same as this host's on one machine); never later than their arrival.
+ */
+class ArrivalClock {
+  private readonly now = performance.now()
+  private readonly wall = Date.now()
+
+  appendedAt (position: string): number {
+    return this.now - Math.max(0, this.wall - idMillis(position))
   }
 }
 

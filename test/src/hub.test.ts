@@ -486,7 +486,8 @@ class SlowSink extends FakeSink {
 const turn = async (): Promise<void> => await new Promise(resolve => setImmediate(resolve))
 
 t.test('a long flush goes on over several turns: an event that arrives meanwhile joins the unwritten clients\' write', async t => {
-  const hub = new Hub({ bufferBytes: 1 << 20, watch: () => {}, unwatch: () => {} })
+  const passes: Array<[number, number]> = []
+  const hub = new Hub({ bufferBytes: 1 << 20, watch: () => {}, unwatch: () => {}, flushed: started => passes.push([started, performance.now()]) })
   // 1,000 clients x 20 us = 20 ms of writes: several slices.
   const sinks = Array.from({ length: 1000 }, () => new SlowSink(20))
   for (const sink of sinks) hub.add(new Client(sink, ['a']))
@@ -503,6 +504,8 @@ t.test('a long flush goes on over several turns: an event that arrives meanwhile
   t.equal(together, sinks.length - early, 'the clients not yet written got both events in one write')
   t.equal(sinks.filter(s => s.bufs.length === 2).length, early, 'those written first got the second in a write of its own')
   t.equal(hub.delivered, 2000)
+  t.equal(passes.length, 2, 'flushed: once for the pass over all 1,000, once for the clients that got event two after theirs')
+  t.ok(passes[0][1] - passes[0][0] >= 1000 * 0.02, 'the first pass lasted its 1,000 writes, over several turns')
 })
 
 t.test('a stream closed while frames wait for their write gets them before its end', async t => {
@@ -518,4 +521,30 @@ t.test('a stream closed while frames wait for their write gets them before its e
   t.ok(sink.ended)
   await turn()
   t.equal(sink.bufs.length, 2, 'nothing written after the end')
+})
+
+t.test('flushed: once per flush that wrote, with the oldest acceptedAt of what it wrote to live clients', async t => {
+  const calls: Array<[number, number | null]> = []
+  const hub: Hub = new Hub({ bufferBytes: 1 << 20, watch: log => queueMicrotask(() => hub.ready(log, null)), unwatch: () => {}, flushed: (started, oldest) => calls.push([started, oldest]) })
+  const sinks = [new FakeSink(), new FakeSink()]
+  for (const s of sinks) hub.add(new Client(s, ['a']))
+  const held = new FakeSink()
+  hub.add(new Client(held, ['b']), true)
+  await new Promise(resolve => queueMicrotask(() => resolve(null)))
+  const at = (d: Delivery[], acceptedAt: number): Delivery[] => d.map(x => ({ ...x, acceptedAt }))
+  for (const d of at(event(['b'], '1-0', 'held'), 1)) hub.deliver(d) // only a held client: not written
+  for (const d of at(event(['a'], '2-0', 'a2'), 5)) hub.deliver(d)
+  for (const d of at(event(['a'], '3-0', 'a3'), 3)) hub.deliver(d)
+  for (const d of at(event(['c'], '4-0', 'nobody'), 2)) hub.deliver(d) // no reader
+  const before = performance.now()
+  hub.flush()
+  t.equal(calls.length, 1, 'one call for two events to two clients')
+  t.ok(calls[0][0] >= before && calls[0][0] <= performance.now(), 'when the flush began')
+  t.equal(calls[0][1], 3, 'the oldest of what was written')
+  hub.flush()
+  t.equal(calls.length, 1, 'nothing written, no call')
+  for (const d of event(['a'], '5-0', 'untimed')) hub.deliver(d)
+  hub.flush()
+  t.same(calls[1][1], null, 'no acceptedAt: null')
+  t.same(sinks[0].seen.slice(-3), ['2-0 a2', '3-0 a3', '5-0 untimed'])
 })

@@ -6,7 +6,7 @@ import type { Bus, LogHistory, Outgoing, PublishResult } from '../../src/bus/bus
 import { decodeCursor } from '../../src/cursor.js'
 import { compareIds } from '../../src/event-id.js'
 import { Client, Hub, type Delivery } from '../../src/hub.js'
-import { resume, type DrainableSink } from '../../src/resume.js'
+import { resume, type DrainableSink, type ResumeCounts } from '../../src/resume.js'
 
 class FakeSocket extends EventEmitter implements DrainableSink {
   bufs: Buffer[] = []
@@ -122,18 +122,23 @@ function event (topics: string[] | null, position: string | Record<string, strin
   }))
 }
 
-function setup (): { hub: Hub, bus: FakeBus, connect: (topics: string[], lastEventId: string) => Promise<{ sock: FakeSocket, client: Client, err: Error | null }> } {
+function setup (): { hub: Hub, bus: FakeBus, counts: ResumeCounts, connect: (topics: string[], lastEventId: string) => Promise<{ sock: FakeSocket, client: Client, err: Error | null }> } {
   const bus = new FakeBus()
   const hub: Hub = new Hub({ bufferBytes: 1 << 20, watch: log => queueMicrotask(() => hub.ready(log, undefined)), unwatch: () => {} })
+  const counts: ResumeCounts = {
+    outcomes: { replayed: 0, reset: 0, 'history-unavailable': 0, abandoned: 0 },
+    resets: { history: 0, 'history-unavailable': 0 }
+  }
   return {
     hub,
     bus,
+    counts,
     async connect (topics, lastEventId) {
       const sock = new FakeSocket()
       const client = new Client(sock, topics)
       const positions = decodeCursor(lastEventId, new Set(topics).size + 1)
       if (positions === null) throw new Error(`bad id ${lastEventId}`)
-      const err = await resume(hub, bus, client, sock, positions)
+      const err = await resume(hub, bus, client, sock, positions, counts)
       hub.flush()
       return { sock, client, err }
     }
@@ -302,4 +307,34 @@ t.test('a client that disconnects during the replay gets nothing more', async t 
   await pending
   t.ok(s.bufs.length <= before + 1, `it stopped (${s.bufs.length} writes)`)
   t.equal(hub.size, 0)
+})
+
+t.test('resumes are counted by outcome, and the resets they send by reason', async t => {
+  const { bus, counts, connect } = setup()
+  for (let i = 1; i <= 3; i++) bus.add(...event(['a'], `${i}-0`, `a${i}`))
+  await connect(['a'], '2-0')
+  t.same(counts, { outcomes: { replayed: 1, reset: 0, 'history-unavailable': 0, abandoned: 0 }, resets: { history: 0, 'history-unavailable': 0 } }, 'covered: replayed, even with nothing to replay in the broadcasts')
+  await connect(['a', 'b'], '0-5') // a's position is not in its log; b and the broadcasts saw nothing yet: fine
+  t.same(counts.outcomes, { replayed: 1, reset: 1, 'history-unavailable': 0, abandoned: 0 })
+  t.same(counts.resets, { history: 1, 'history-unavailable': 0 }, 'one reset, for the topic with the gap')
+  await connect(['a'], '1-0.2-0.3-0') // more parts than logs: a gap in each
+  t.same(counts.resets, { history: 3, 'history-unavailable': 0 }, 'a reset for the topic, one for the broadcasts')
+  bus.fail = new Error('redis down')
+  await connect(['a'], '1-0')
+  t.same(counts.outcomes, { replayed: 1, reset: 2, 'history-unavailable': 1, abandoned: 0 })
+  t.same(counts.resets, { history: 3, 'history-unavailable': 1 }, 'one reset for the whole stream')
+
+  // The client leaves while history is read.
+  bus.fail = null
+  let open!: () => void
+  bus.gate = new Promise(resolve => { open = resolve })
+  const { hub } = setup()
+  const sock = new FakeSocket()
+  const client = new Client(sock, ['a'])
+  const pending = resume(hub, bus, client, sock, ['1-0', ''], counts)
+  hub.remove(client)
+  open()
+  await pending
+  t.equal(counts.outcomes.abandoned, 1)
+  t.same(sock.frames, [], 'nothing was written to it')
 })
