@@ -36,6 +36,7 @@ export async function measureRun (pool, group, { servers, publishTo, events, byt
     deliveriesPerSec: seconds > 0 ? r.deliveries / seconds : NaN,
     p50: percentile(r.hist, 0.5) / 1000,
     p99: percentile(r.hist, 0.99) / 1000,
+    p999: percentile(r.hist, 0.999) / 1000,
     max: r.hist.max / 1000,
     // A refused publish is no event: count as missing only what was accepted and not received.
     missing: batch === 1 ? Math.max(0, r.missing - rejected * r.clients) : r.missing,

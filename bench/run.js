@@ -1,4 +1,4 @@
-// npm run bench [-- --full] [-- --scenarios=fanout,cluster,capacity,publish,slow,memory,storm] ...
+// npm run bench [-- --full] [-- --scenarios=fanout,cluster,capacity,publish,slow,memory,storm,steady] ...
 // Runs the scenarios one after another on loopback only, prints markdown tables and
 // keeps them (and the raw numbers) in bench/out/. Quick sizes by default; --full for
 // the sizes of the issue. Every count and duration is bounded: it stops by itself.
@@ -13,6 +13,7 @@ import { fanout } from './scenarios/fanout.js'
 import { publishPath } from './scenarios/publish-path.js'
 import { redisMemory } from './scenarios/redis-memory.js'
 import { slowClient } from './scenarios/slow-client.js'
+import { steady } from './scenarios/steady.js'
 import { storm } from './scenarios/storm.js'
 
 const QUICK = {
@@ -31,7 +32,9 @@ const QUICK = {
   publishRounds: 2,
   slowRounds: 2,
   memoryTopics: 10000,
-  stormClients: 2000
+  stormClients: 2000,
+  steadyClients: 2000,
+  steadySeconds: 5
 }
 const FULL = {
   scenarios: 'fanout,cluster,capacity,publish,slow',
@@ -49,12 +52,14 @@ const FULL = {
   publishRounds: 3,
   slowRounds: 4,
   memoryTopics: 100000,
-  stormClients: 10000
+  stormClients: 10000,
+  steadyClients: 10000,
+  steadySeconds: 30
 }
 
 const HELP = `npm run bench -- [options]
   --full                 the issue's sizes (10k clients, 36k capacity, 10 s autocannon runs)
-  --scenarios=LIST       fanout,cluster,capacity,publish,slow,memory,storm (quick: ${QUICK.scenarios})
+  --scenarios=LIST       fanout,cluster,capacity,publish,slow,memory,storm,steady (quick: ${QUICK.scenarios})
   --targets=LIST         fan-out targets: service,service-redis,naive,nchan
   --clients=N            fan-out clients per target          (quick ${QUICK.clients}, full ${FULL.clients})
   --events=E             events per burst                    (${QUICK.events})
@@ -82,6 +87,11 @@ const HELP = `npm run bench -- [options]
                          storm scenario: N clients (quick ${QUICK.stormClients}, full ${FULL.stormClients}) resume at once on two
                          instances, M events back (100), while L live events (50) are published at R/s (10);
                          C connects in flight (400); S s at most for all to complete (300)
+  --steady-targets=LIST --steady-clients=N --steady-seconds=S --steady-p99=MS --steady-start=R --steady-max=R --steady-steps=K
+                         steady scenario: the highest rate each of LIST (service,nchan; also naive) sustains with N clients
+                         (quick ${QUICK.steadyClients}, full ${FULL.steadyClients}) for S s (quick ${QUICK.steadySeconds}, full ${FULL.steadySeconds}):
+                         all delivered, p99 <= MS (250); rates double from R (4) up to at most R (4096), then K (3)
+                         halvings of the gap; then both at half the slowest one's rate (p99, p99.9)
   --nchan-workers=W      nginx worker processes for nchan     (1: one core, like one Node process)
   --ref=GIT_REF          measure that commit (built into bench/out/build/) instead of dist/
   --profile              run the services under node --cpu-prof; top self time of the bursts
@@ -131,6 +141,13 @@ function options () {
       'memory-bytes': { type: 'string', default: '50' },
       'memory-ttl-ms': { type: 'string', default: '86400000' },
       'storm-clients': { type: 'string' },
+      'steady-targets': { type: 'string', default: 'service,nchan' },
+      'steady-clients': { type: 'string' },
+      'steady-seconds': { type: 'string' },
+      'steady-p99': { type: 'string', default: '250' },
+      'steady-start': { type: 'string', default: '4' },
+      'steady-max': { type: 'string', default: '4096' },
+      'steady-steps': { type: 'string', default: '3' },
       'storm-missed': { type: 'string', default: '100' },
       'storm-live': { type: 'string', default: '50' },
       'storm-live-rate': { type: 'string', default: '10' },
@@ -186,6 +203,13 @@ function options () {
     memoryBytes: num(values['memory-bytes']),
     memoryTtlMs: num(values['memory-ttl-ms']),
     stormClients: num(values['storm-clients'], d.stormClients),
+    steadyTargets: values['steady-targets'].split(',').filter(Boolean),
+    steadyClients: num(values['steady-clients'], d.steadyClients),
+    steadySeconds: num(values['steady-seconds'], d.steadySeconds),
+    steadyP99: num(values['steady-p99']),
+    steadyStart: num(values['steady-start']),
+    steadyMax: num(values['steady-max']),
+    steadySteps: num(values['steady-steps']),
     stormMissed: num(values['storm-missed']),
     stormLive: num(values['storm-live']),
     stormLiveRate: num(values['storm-live-rate']),
@@ -216,7 +240,8 @@ const SCENARIOS = {
   publish: (opts, log) => publishPath({ ...opts, rounds: opts.rounds2 }, log),
   slow: slowClient,
   memory: redisMemory,
-  storm
+  storm,
+  steady
 }
 
 async function main () {
