@@ -15,8 +15,9 @@ proxy=$(service proxy)
 echo "$app" | grep -q '^      TRUST_PROXY: ' || fail "docker-compose.yml: app has no TRUST_PROXY: every client would count as the proxy"
 echo "$app" | grep -q '^    healthcheck:' || fail "docker-compose.yml: app has no healthcheck (Podman drops the image's)"
 echo "$proxy" | grep -A1 '^      app:' | grep -q 'condition: service_healthy' || fail "docker-compose.yml: proxy does not wait for healthy replicas"
-echo "$proxy" | grep -q ':/etc/nginx/nginx.conf:ro$' || fail "docker-compose.yml: proxy does not mount deploy/nginx.conf"
-echo "$proxy" | grep -q '/deploy/nginx-resolver.sh:/docker-entrypoint.d/[^:]*\.sh:ro$' || fail "docker-compose.yml: proxy does not run deploy/nginx-resolver.sh"
+# The mounts as written (Compose v2 renders them in its long form).
+grep -q '^ *- ./deploy/nginx.conf:/etc/nginx/nginx.conf:ro$' docker-compose.yml || fail "docker-compose.yml: proxy does not mount deploy/nginx.conf"
+grep -q '^ *- ./deploy/nginx-resolver.sh:/docker-entrypoint.d/[^:]*\.sh:ro$' docker-compose.yml || fail "docker-compose.yml: proxy does not run deploy/nginx-resolver.sh"
 echo "docker-compose.yml: ok"
 
 npx --no-install dockerfile-utils lint Dockerfile
