@@ -6,6 +6,7 @@ import { hostname } from 'node:os'
 import authPlugin from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
 import corsPlugin from './plugins/cors.js'
+import docsPlugin from './plugins/docs.js'
 import fanoutPlugin from './plugins/fanout.js'
 import idempotencyPlugin from './plugins/idempotency.js'
 import limitsPlugin from './plugins/limits.js'
@@ -66,6 +67,8 @@ export async function buildApp (opts: AppOptions = {}): Promise<FastifyInstance>
   // Limits before auth: their onRoute hooks add onRequest hooks in this order.
   await app.register(limitsPlugin)
   await app.register(authPlugin)
+  // Before the routes: it collects them as they are added.
+  await app.register(docsPlugin)
   await app.register(streamRoute)
   await app.register(notifyRoute)
   await app.register(healthRoute)

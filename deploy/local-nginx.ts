@@ -41,6 +41,8 @@ export function renderNginxConf (conf: string, opts: LocalNginxOptions): string 
   const { dir } = opts
   const servers = opts.upstreams.map(u => `server ${u};`).join(' ')
   conf = replaceOnce(conf, /set \$sse_upstream \S+;/, 'set $sse_upstream sse_local;')
+  // The upstream is a fixed list: nothing to resolve (in a container, deploy/nginx-resolver.sh writes the file).
+  conf = replaceOnce(conf, /^ *include resolver\.conf;$/m, '')
   conf = replaceOnce(conf, /listen \d+;/, `listen 127.0.0.1:${opts.port};`)
   if (opts.errorLogInDir ?? true) conf = replaceOnce(conf, /^error_log .*;$/m, `error_log ${dir}/error.log info;`)
   // Not /dev/stdout: a child's stdout from Node is a socket, which nginx cannot open.

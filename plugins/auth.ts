@@ -7,10 +7,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { createHash, createPublicKey, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { Type } from 'typebox'
 import { EVERY, NONE, OPEN, refusedTopics, TopicPatterns, type Access, type Action } from '../src/access.js'
-import { splitList } from '../src/config.js'
+import { splitList, type Config } from '../src/config.js'
 import { decodeJwt, firstVerified, parseJwks, TokenRejection, verifyWithKey, type ClaimRules, type DecodedJwt, type VerifyKey } from '../src/jwks.js'
-import { errorBody } from '../src/refusal.js'
+import { documentAnswer, errorBody } from '../src/refusal.js'
 import { redactUrl } from './redis.js'
 
 declare module 'fastify' {
@@ -32,6 +33,21 @@ declare module '@fastify/jwt' {
   interface FastifyJWT {
     // One per static key: hmac0, hmac1, ... and pk0, pk1, ...
     namespaces: `hmac${number}` | `pk${number}`
+  }
+}
+
+type SecurityScheme = { type: 'http', scheme: 'bearer', description: string } | { type: 'apiKey', in: 'cookie' | 'query', name: string, description: string }
+
+/** The ways a credential may come, as OpenAPI security schemes (plugins/docs.ts lists them). */
+export function securitySchemes (cfg: Config): Record<string, SecurityScheme> {
+  const subscribeOn = cfg.SUBSCRIBE_AUTH === 'on'
+  const publishOn = cfg.PUBLISH_AUTH === 'on'
+  return {
+    ...((subscribeOn || publishOn) && {
+      bearer: { type: 'http' as const, scheme: 'bearer' as const, description: `A JWT whose ${cfg.JWT_CLAIM} claim lists the topics it may read or publish to` + (publishOn ? ' (POST /notify: or one of PUBLISH_TOKENS)' : '') }
+    }),
+    ...(subscribeOn && { cookie: { type: 'apiKey' as const, in: 'cookie' as const, name: cfg.AUTH_COOKIE_NAME, description: 'GET /stream: the JWT in a cookie (EventSource withCredentials)' } }),
+    ...(subscribeOn && cfg.SUBSCRIBE_TOKEN_QUERY === 'on' && { query: { type: 'apiKey' as const, in: 'query' as const, name: 'token', description: 'GET /stream: the JWT as ?token= (EventSource cannot set headers; URLs end up in logs)' } })
   }
 }
 
@@ -362,6 +378,13 @@ async function auth (fastify: FastifyInstance): Promise<void> {
   // As @fastify/rate-limit does: the hook goes only to routes that ask for it in their
   // config, and only when that action's auth is on (an open route runs no hook at all).
   const hooks = { subscribe: subscribeOn ? authenticateSubscriber : null, publish: publishOn ? authenticatePublisher : null }
+  // The answers it adds, and the credentials it takes, are documented on the route.
+  const schemes = Object.keys(securitySchemes(cfg))
+  const security = {
+    subscribe: [...schemes.filter(s => s !== 'bearer' || subscribeOn).map(s => ({ [s]: [] })), ...(anonymous !== null ? [{}] : [])],
+    publish: [{ bearer: [] }]
+  }
+  const wwwAuthenticate = { 'www-authenticate': Type.String({ description: 'Bearer realm="sse-fanout", with error="invalid_token" when a token came' }) }
   fastify.addHook('onRoute', routeOptions => {
     const action = routeOptions.config?.auth
     if (action === undefined) return
@@ -369,6 +392,11 @@ async function auth (fastify: FastifyInstance): Promise<void> {
     if (hook === null) return
     const existing = routeOptions.onRequest
     routeOptions.onRequest = existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
+    documentAnswer(routeOptions, 401, action === 'subscribe'
+      ? `${anonymous !== null ? 'A' : 'No token, or a'} token refused (expired, bad signature, unknown key, malformed header...): the message says why.`
+      : 'No token, or one that is neither a PUBLISH_TOKENS token nor a valid JWT: the message says why.', wwwAuthenticate)
+    if (action === 'subscribe' && cfg.SUBSCRIBE_TOKEN_QUERY === 'off') documentAnswer(routeOptions, 400, 'A token query parameter: it is turned off (SUBSCRIBE_TOKEN_QUERY=off).')
+    routeOptions.schema = { ...routeOptions.schema, security: security[action] }
   })
 
   fastify.decorate('checkTopics', function (request: FastifyRequest, action: Action, topics: string[] | null): string | null {

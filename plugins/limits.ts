@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { AS_STREAM, documentAnswer, RETRY_AFTER } from '../src/refusal.js'
 
 type Hook = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
 /** The error @fastify/rate-limit throws, as errorResponseBuilder below makes it. */
@@ -94,23 +95,30 @@ async function limits (fastify: FastifyInstance): Promise<void> {
     })
     return undefined
   }
-  // As @fastify/rate-limit does: routes opt in through their config.
-  fastify.addHook('onRoute', routeOptions => {
-    const config = routeOptions.config
-    if (config?.shedsLoad === true) config.pressureHandler = shedLoad
-    const limit = config?.rateLimited === undefined ? null : limiters[config.rateLimited]
-    if (limit === null) return
-    const hook = config?.sse === true ? refusing(limit) : limit
-    const existing = routeOptions.onRequest
-    routeOptions.onRequest = existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
-  })
   const pressure = {
     maxEventLoopDelay: cfg.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
     maxEventLoopUtilization: cfg.PRESSURE_MAX_EVENT_LOOP_UTILIZATION,
     maxHeapUsedBytes: cfg.PRESSURE_MAX_HEAP_USED_BYTES,
     maxRssBytes: cfg.PRESSURE_MAX_RSS_BYTES
   }
-  if (Object.values(pressure).some(x => x > 0)) {
+  const shedding = Object.values(pressure).some(x => x > 0)
+  // As @fastify/rate-limit does: routes opt in through their config.
+  fastify.addHook('onRoute', routeOptions => {
+    const config = routeOptions.config
+    const asStream = config?.sse === true ? AS_STREAM : ''
+    if (config?.shedsLoad === true) {
+      config.pressureHandler = shedLoad
+      if (shedding) documentAnswer(routeOptions, 503, `Under pressure (PRESSURE_MAX_*): refused for now, with Retry-After; open streams go on.${asStream}`, RETRY_AFTER)
+    }
+    const limit = config?.rateLimited === undefined ? null : limiters[config.rateLimited]
+    if (limit === null) return
+    const setting = config?.rateLimited === 'streams' ? 'RATE_LIMIT_STREAMS' : 'RATE_LIMIT_PUBLISH'
+    documentAnswer(routeOptions, 429, `Over the rate limit (${setting} per RATE_LIMIT_WINDOW_MS from one client address), with Retry-After: when it resets.${asStream}`, RETRY_AFTER)
+    const hook = config?.sse === true ? refusing(limit) : limit
+    const existing = routeOptions.onRequest
+    routeOptions.onRequest = existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
+  })
+  if (shedding) {
     await fastify.register(fastifyUnderPressure, {
       ...pressure,
       sampleInterval: cfg.PRESSURE_SAMPLE_INTERVAL_MS,

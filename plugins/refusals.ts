@@ -3,7 +3,7 @@
 // as a stream that ends, so a browser's EventSource retries by itself; others get the code.
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
-import { answerRefusal, REFUSAL_REASONS, shutdownRefusal, type RefusalReason, type TemporaryRefusal } from '../src/refusal.js'
+import { answerRefusal, AS_STREAM, documentAnswer, REFUSAL_REASONS, shutdownRefusal, type RefusalReason, type TemporaryRefusal } from '../src/refusal.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -47,6 +47,10 @@ async function refusals (fastify: FastifyInstance): Promise<void> {
   fastify.addHook('onRequest', (_request, reply, done) => {
     if (!state.closing) return done()
     reply.refuseForNow(shutdown)
+  })
+  fastify.addHook('onRoute', route => {
+    documentAnswer(route, 503, 'Shutting down: new requests are refused, without Retry-After (the retry is for another instance).' +
+      (route.config?.sse === true ? AS_STREAM : ''))
   })
 }
 

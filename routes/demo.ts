@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { Type } from 'typebox'
 
 // Not compiled: the page stays at the project root, above routes/ (tsx) and dist/routes/ (npm start).
 const PAGE = ['../public/demo.html', '../../public/demo.html'].map(p => fileURLToPath(new URL(p, import.meta.url)))
@@ -35,7 +36,16 @@ export default async function demoRoute (fastify: FastifyInstance): Promise<void
     'x-content-type-options': 'nosniff',
     'referrer-policy': 'no-referrer'
   }
+  const schema = {
+    summary: 'A page that watches streams and publishes (DEMO_PAGE)',
+    tags: ['demo'],
+    querystring: Type.Object({
+      topic: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())], { description: 'Topics the page opens with (repeatable, or comma-separated), so a link opens the same view' })),
+      event: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())], { description: 'Event names it listens to (repeatable, or comma-separated)' }))
+    }),
+    response: { 200: { description: 'The page (public/demo.html); its script reads the query', content: { 'text/html': { schema: Type.String() } } } }
+  }
   for (const url of ['/', '/demo']) {
-    fastify.get(url, async (_request, reply) => reply.headers(headers).send(html))
+    fastify.get(url, { schema }, async (_request, reply) => reply.headers(headers).send(html))
   }
 }

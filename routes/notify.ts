@@ -7,9 +7,9 @@ import { isUtf8 } from 'node:buffer'
 import { Type } from 'typebox'
 import { DegradedError, type Outgoing } from '../src/bus/bus.js'
 import { encodeBody } from '../src/frame.js'
-import { checkIdempotencyKey, fingerprint, type Answer } from '../src/idempotency/idempotency.js'
+import { checkIdempotencyKey, fingerprint, IDEMPOTENCY_KEY, type Answer } from '../src/idempotency/idempotency.js'
 import { describeError, nestsDeeper } from '../src/notify-body.js'
-import { errorBody } from '../src/refusal.js'
+import { errorBody, errorResponse, RETRY_AFTER } from '../src/refusal.js'
 import { eventNamePattern, TOPIC_CHARS } from '../src/topic.js'
 
 declare module 'fastify' {
@@ -33,10 +33,43 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
     data: Type.Unknown()
   }, { additionalProperties: false })
   const Body = Type.Array(Event, { minItems: 1, maxItems: cfg.MAX_BATCH })
-  // The answers, serialized by fast-json-stringify rather than JSON.stringify.
+  // The answers, serialized by fast-json-stringify rather than JSON.stringify. The auth and
+  // limits plugins add theirs (401, 403, 429, 503 under pressure) when they are on.
   const Id = Type.Union([Type.String(), Type.Null()])
-  const Accepted = Type.Object({ id: Type.Optional(Id), ids: Type.Array(Id), fanout: Type.Union([Type.Literal('cluster'), Type.Literal('local')]) })
-  const Failed = Type.Object({ statusCode: Type.Integer(), code: Type.Optional(Type.String()), error: Type.String(), message: Type.String() })
+  const Accepted = Type.Object({
+    id: Type.Optional(Id),
+    ids: Type.Array(Id),
+    fanout: Type.Union([Type.Literal('cluster'), Type.Literal('local')])
+  }, {
+    description: 'Accepted: `id` (one event only) and `ids`, one per event in order, and `fanout`: `cluster` (every instance delivers it) or ' +
+      '`local` (Redis is not reachable or not configured: this instance\'s clients got it, the others get it once Redis is back, and the ids are null).',
+    headers: { 'idempotent-replayed': Type.Literal('true', { description: 'This is the first answer to this Idempotency-Key, replayed: nothing was published again' }) }
+  })
+  const response = {
+    202: Accepted,
+    400: errorResponse('The body or a header is wrong: a schema violation (`body[2].topic must be ...`, `body has an unknown property \'topics\'`), ' +
+      `JSON that does not parse, is not UTF-8, nests deeper than MAX_DATA_DEPTH (${cfg.MAX_DATA_DEPTH}) or has __proto__ keys, or a bad Idempotency-Key. Nothing was published.`),
+    409: errorResponse('Idempotency-Key: a request with this key is under way (with Retry-After), or its outcome is unknown (it failed mid-publish, or its instance ' +
+      'stopped): nothing was published. Use a new key to publish anyway.', RETRY_AFTER),
+    // Only a token can lack a topic (checkTopics).
+    ...(cfg.PUBLISH_AUTH === 'on' && { 403: errorResponse('The token does not grant publishing to a topic of the body: the message names it.') }),
+    413: errorResponse(`The body is over BODY_LIMIT_BYTES (${cfg.BODY_LIMIT_BYTES}).`),
+    415: errorResponse('The body is not application/json.'),
+    422: errorResponse('Idempotency-Key: the key was used for a request with another body.'),
+    503: errorResponse('Not published, retry later (Retry-After): Redis is down and PUBLISH_WHEN_DEGRADED=reject, the outbox is full (OUTBOX_MAX_EVENTS), ' +
+      'the Idempotency-Key cannot be checked, or publishing through Redis failed mid-way (then it may or may not have been sent: retry with an Idempotency-Key).', RETRY_AFTER)
+  }
+  // Documented only: the parser takes one event or an array (a batch) and validates a batch;
+  // the handler checks the header itself, to answer with its own message.
+  const documented = {
+    body: Type.Union([Event, Body], { description: `One event, or an array of 1-${cfg.MAX_BATCH} (MAX_BATCH) published in order. No topic: a broadcast to every stream.` }),
+    headers: Type.Object({
+      'idempotency-key': Type.Optional(Type.String({
+        pattern: IDEMPOTENCY_KEY.source,
+        description: `Makes retries safe: a retry with the same key within IDEMPOTENCY_WINDOW_MS (${cfg.IDEMPOTENCY_WINDOW_MS} ms) gets the first answer and publishes nothing, on any instance`
+      }))
+    })
+  }
 
   // Only JSON is an event; a text/plain body gets 415 rather than a confusing 400.
   fastify.removeContentTypeParser('text/plain')
@@ -91,9 +124,21 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
   }
 
   fastify.post('/notify', {
-    config: { auth: 'publish', rateLimited: 'publishes', shedsLoad: true },
+    config: {
+      auth: 'publish',
+      rateLimited: 'publishes',
+      shedsLoad: true,
+      swaggerTransform: ({ schema, url }) => ({ schema: { ...schema, ...documented }, url })
+    },
     bodyLimit: cfg.BODY_LIMIT_BYTES,
-    schema: { body: Body, response: { 202: Accepted, 400: Failed, 403: Failed, 409: Failed, 422: Failed, 503: Failed } },
+    schema: {
+      summary: 'Publish an event, or a batch',
+      description: '`data` is any JSON value: a string is sent as-is (a multi-line string as several `data:` lines), anything else as JSON. ' +
+        'A rejected request publishes nothing.',
+      tags: ['publishing'],
+      body: Body,
+      response
+    },
     attachValidation: true
   }, async (request, reply) => {
     const key = request.headers['idempotency-key']

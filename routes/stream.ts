@@ -1,12 +1,13 @@
 // GET /stream: one SSE stream for one or more topics, plus broadcasts.
 import type { FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
 import { decodeCursor, streamLogs } from '../src/cursor.js'
 import { atExpiry } from '../src/expiry.js'
-import { encodeComment, encodePreamble, encodeStreamHead } from '../src/frame.js'
+import { encodeBody, encodeComment, encodeFrame, encodeHeartbeat, encodePreamble, encodeRefusal, encodeReset, encodeStreamHead, STREAM_HEADERS } from '../src/frame.js'
 import { Client } from '../src/hub.js'
-import { errorBody, shutdownRefusal, type TemporaryRefusal } from '../src/refusal.js'
+import { AS_STREAM, errorBody, errorResponse, retryAfterSeconds, RETRY_AFTER, shutdownRefusal, type TemporaryRefusal } from '../src/refusal.js'
 import { resume, type DrainableSink } from '../src/resume.js'
-import { parseTopics } from '../src/topic.js'
+import { parseTopics, TOPIC_CHARS, topicRule } from '../src/topic.js'
 
 type Query = Record<string, string | string[] | undefined>
 
@@ -18,8 +19,66 @@ export default async function streamRoute (fastify: FastifyInstance): Promise<vo
   const shutdown = shutdownRefusal(cfg.RETRY_MS)
   const tokenExpired = encodeComment('token expired')
 
+  // The frames as src/frame.ts writes them, for the API docs.
+  const retry = Number(retryAfterSeconds(cfg.RETRY_MS)) * 1000
+  const streamExample = [
+    encodePreamble(cfg.RETRY_MS),
+    encodeFrame('1732600000000-0', encodeBody('created', { id: 42 })),
+    encodeFrame('1732600000000-1', encodeBody(undefined, 'no event name,\nin two lines')),
+    encodeHeartbeat(cfg.HEARTBEAT_EVENT)
+  ].join('')
+  const inline = (frame: Buffer): string => '`' + frame.toString().trim().replace(/\n/g, '` `') + '`'
+  const frames = [
+    `The stream: \`retry: ${cfg.RETRY_MS}\` and a comment at once, then one frame per event: \`id:\` (an opaque cursor: send it back as Last-Event-ID), ` +
+      '`event:` when the event has a name, and one `data:` line per line of its payload (a string as-is, anything else as JSON); nothing a publisher sends can end a frame or add a field.',
+    `Idle for HEARTBEAT_INTERVAL_MS (${cfg.HEARTBEAT_INTERVAL_MS} ms): ` +
+      (cfg.HEARTBEAT_EVENT === '' ? 'a `: heartbeat` comment.' : `an event \`${cfg.HEARTBEAT_EVENT}\` with empty data and no id (HEARTBEAT_EVENT).`),
+    `When history cannot cover a resume: ${inline(encodeReset(null, 'history', 'orders'))} (refetch that topic's state), with an \`id:\` when nothing follows it.`,
+    'A temporary refusal (at MAX_CLIENTS, under pressure, rate-limited, shutting down) to a request whose Accept names text/event-stream (EventSource\'s), instead of the 429 or 503: ' +
+      `${inline(encodeRefusal(retry, 503, 'max_clients'))}, then the end; \`reason\` is max_clients, pressure, rate_limit or shutdown, and EventSource retries after \`retry:\` by itself.`,
+    'A stream ends (and EventSource resumes by itself) when its instance shuts down, its client cannot keep up (CLIENT_BUFFER_BYTES), or its token expires.'
+  ].join('\n\n')
+  const Topic = Type.String({ minLength: 1, maxLength: cfg.MAX_TOPIC_LENGTH, pattern: TOPIC_CHARS.source })
+  // Documented only: the handler parses the query and header itself, to name what is wrong.
+  const documented = {
+    querystring: Type.Object({
+      topic: Type.Optional(Type.Array(Topic, {
+        maxItems: cfg.MAX_TOPICS_PER_STREAM,
+        description: `Repeatable (?topic=a&topic=b), at most MAX_TOPICS_PER_STREAM (${cfg.MAX_TOPICS_PER_STREAM}), each ${topicRule(cfg.MAX_TOPIC_LENGTH)}. Every stream also gets broadcasts; none: broadcasts only.`
+      })),
+      lastEventId: Type.Optional(Type.String({ description: 'Resume after this id, for clients that cannot set the Last-Event-ID header (the header wins)' }))
+    }, { description: `At most MAX_QUERY_PARAMS (${cfg.MAX_QUERY_PARAMS}) parameters besides topic.` }),
+    headers: Type.Object({
+      'last-event-id': Type.Optional(Type.String({ description: 'Resume: the events after this id that history still holds are replayed, in order, before the live ones (EventSource sends it on reconnect)' }))
+    })
+  }
+  const response = {
+    200: {
+      description: frames,
+      headers: Object.fromEntries(Object.entries(STREAM_HEADERS).filter(([name]) => name !== 'content-type').map(([name, value]) => [name, Type.Literal(value)])),
+      content: { 'text/event-stream': { schema: Type.String({ examples: [streamExample] }) } }
+    },
+    400: errorResponse(`Bad topic, too many topics or query parameters, or a Last-Event-ID this service did not send: the message says which. Topics: ${topicRule(cfg.MAX_TOPIC_LENGTH)}.`),
+    // Only a token can lack a topic (checkTopics).
+    ...(cfg.SUBSCRIBE_AUTH === 'on' && { 403: errorResponse('The token does not grant reading a topic: the message names it.') }),
+    503: errorResponse(`At MAX_CLIENTS (${cfg.MAX_CLIENTS}) streams, with Retry-After.${AS_STREAM}`, RETRY_AFTER)
+  }
+
   fastify.get('/stream', {
-    config: { auth: 'subscribe', rateLimited: 'streams', shedsLoad: true, sse: true }
+    config: {
+      auth: 'subscribe',
+      rateLimited: 'streams',
+      shedsLoad: true,
+      sse: true,
+      swaggerTransform: ({ schema, url }) => ({ schema: { ...schema, ...documented }, url })
+    },
+    schema: {
+      summary: 'Read events (Server-Sent Events)',
+      description: 'Open with `new EventSource(\'/stream?topic=orders\')`. Temporary refusals reach EventSource as a 200 stream that ends, so it retries by itself; ' +
+        'permanent ones (400, 401, 403) stay errors: reopen with a fresh token and lastEventId.',
+      tags: ['streams'],
+      response
+    }
   }, async (request, reply) => {
     const query = request.query as Query
     let params = 0

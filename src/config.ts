@@ -31,6 +31,7 @@ export const configSchema = Type.Object({
   CLIENT_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 2097152, description: 'Unsent bytes a client may owe before it is disconnected; keep it above the largest burst (a full POST /notify)' }),
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10000, description: 'Longest a shutdown may take' }),
   DEMO_PAGE: Type.Enum(['on', 'off'], { default: 'on', description: 'Serve the page that watches streams and publishes (GET / and /demo)' }),
+  API_DOCS: Type.Enum(['on', 'off'], { default: 'on', description: 'Serve the OpenAPI document (GET /docs/json, /docs/yaml) and its browsable page (GET /docs)' }),
 
   // Auth (off by default: anyone who reaches the service may read and publish).
   SUBSCRIBE_AUTH: Type.Enum(['off', 'on'], { default: 'off', description: 'on: GET /stream needs a JWT whose claim lists the topics it may read (except PUBLIC_TOPICS)' }),

@@ -1,6 +1,7 @@
 // How the service says no: one error body for every refused request, and temporary
 // refusals answered so that a browser's EventSource retries by itself.
 import { STATUS_CODES } from 'node:http'
+import { Type, type TObject, type TSchema } from 'typebox'
 import { encodeRefusal, STREAM_HEADERS } from './frame.js'
 
 export interface ErrorBody {
@@ -8,6 +9,46 @@ export interface ErrorBody {
   error: string
   message: string
 }
+
+/** ErrorBody as a schema; Fastify's own errors (413, 415, a bad JSON body) add their `code`. */
+export const ErrorBodySchema = Type.Object({
+  statusCode: Type.Integer(),
+  code: Type.Optional(Type.String()),
+  error: Type.String({ description: 'The status text' }),
+  message: Type.String({ description: 'What is wrong, naming the field, header or setting' })
+})
+
+/** A Retry-After response header, in the shape OpenAPI documents headers. */
+export const RETRY_AFTER = { 'retry-after': Type.String({ description: 'Seconds to wait before retrying' }) }
+
+/** The response schema of an error answer: an ErrorBody, described (for the API docs), with its headers. */
+export function errorResponse (description: string, headers: Record<string, TSchema> = {}): TObject<typeof ErrorBodySchema.properties> {
+  // x-response-description: the answer's description (@fastify/swagger), not repeated in its body's schema.
+  return Type.Object(ErrorBodySchema.properties, { 'x-response-description': description, ...(Object.keys(headers).length > 0 && { headers }) })
+}
+
+/** A route's options, as far as its documented answers go (Fastify's RouteOptions is one). */
+export interface DocumentedRoute {
+  schema?: { hide?: boolean, response?: unknown }
+}
+
+/**
+ * Adds an error answer to a route's response schemas: it is documented (API docs), and its
+ * body serialized as an ErrorBody. A status the route has already gets the description
+ * appended. The schema is copied, not changed in place: routes may share one.
+ */
+export function documentAnswer (route: DocumentedRoute, statusCode: number, description: string, headers: Record<string, TSchema> = {}): void {
+  if (route.schema?.hide === true) return
+  const responses = (route.schema?.response ?? {}) as Record<string, { 'x-response-description'?: string, headers?: Record<string, TSchema> } | undefined>
+  const existing = responses[statusCode]
+  const before = existing?.['x-response-description']
+  if (before?.includes(description) === true) return
+  const text = before === undefined ? description : `${before}\n\n${description}`
+  route.schema = { ...route.schema, response: { ...responses, [statusCode]: errorResponse(text, { ...existing?.headers, ...headers }) } }
+}
+
+/** How a temporary refusal of an SSE route is documented besides its status code. */
+export const AS_STREAM = ' To a request that accepts text/event-stream: a 200 stream that ends instead (see 200).'
 
 /** The body of a refusal, in Fastify's own error shape. */
 export function errorBody (statusCode: number, message: string): ErrorBody {

@@ -33,11 +33,12 @@ type KeyRecord =
   | { state: 'done', fingerprint: string, statusCode: number, body: unknown }
   | { state: 'unknown', fingerprint: string, since: number, message: string }
 
-const KEY = /^[\x21-\x7e]{1,128}$/
+/** An Idempotency-Key: 1-128 visible ASCII characters. */
+export const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/
 
 /** Why an Idempotency-Key header is refused, null when it is fine. */
 export function checkIdempotencyKey (value: string | string[]): string | null {
-  return typeof value === 'string' && KEY.test(value)
+  return typeof value === 'string' && IDEMPOTENCY_KEY.test(value)
     ? null
     : 'the Idempotency-Key header must be 1-128 visible ASCII characters (no spaces), once'
 }

@@ -61,10 +61,15 @@ if (nginxBin === undefined) {
     t.ok(timeout !== null && Number(timeout[1]) >= 1, '/stream: proxy_read_timeout of an hour or more')
     t.ok(locationBlock(text, '= /notify').includes('proxy_pass'), 'a location for POST /notify')
     for (const line of ['proxy_http_version 1.1;', "proxy_set_header Connection '';",
-      'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+      'proxy_set_header X-Forwarded-For $remote_addr;',
       'proxy_set_header Last-Event-ID $http_last_event_id;']) {
       t.ok(text.includes(line), line)
     }
+    // A replica that is gone does not hold a stream open for nginx's default 60 s.
+    const connect = /^ {8}proxy_connect_timeout (\d+)s;$/m.exec(text)
+    t.ok(connect !== null && Number(connect[1]) <= 5, 'a connect timeout of a few seconds, for every location')
+    t.match(stream, /proxy_next_upstream error timeout http_503;/, '/stream opens move on from a replica that is gone or closing')
+    t.match(text, /include resolver\.conf;/, 'the resolver deploy/nginx-resolver.sh writes')
     // One proxy_set_header in a location would drop every server-level one there.
     for (const block of text.match(/location [^{]+\{[^}]*\}/g) ?? []) {
       t.notMatch(block, /proxy_set_header/, `${block.split('{')[0].trim()} keeps the server-level headers`)
@@ -149,6 +154,25 @@ if (nginxBin === undefined) {
     await back.untilEvents(1)
     t.same(back.events, [{ id: missed.body.id, data: 'missed' }], 'the missed event, replayed once')
     t.ok(await clientsOf(staying) >= 2)
+  })
+
+  t.test('X-Forwarded-For is the address nginx saw: a client cannot forge its own, so a rate limit counts it (TRUST_PROXY)', async t => {
+    const limited = await startInstance(t, { TRUST_PROXY: 'loopback', RATE_LIMIT_PUBLISH: 1 })
+    const limitedDir = await mkdtemp(join(tmpdir(), 'sse-proxy-xff-'))
+    t.teardown(() => rm(limitedDir, { recursive: true, force: true }))
+    const limitedPort = await freePort()
+    const front = `http://127.0.0.1:${limitedPort}`
+    const limitedConf = renderNginxConf(await readFile(CONF, 'utf8'), { upstreams: [limited.url.replace('http://', '')], port: limitedPort, dir: limitedDir })
+    const child = await startNginx(nginxBin, limitedDir, limitedConf, front)
+    t.teardown(async () => {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    })
+    t.equal((await notify(front, { data: 1 }, { 'x-forwarded-for': '203.0.113.1' })).status, 202)
+    const second = await notify(front, { data: 2 }, { 'x-forwarded-for': '203.0.113.2' })
+    t.equal(second.status, 429, 'another forged address is still the same client')
+    t.equal((await notify(limited.url, { data: 3 }, { 'x-forwarded-for': '203.0.113.3' })).status, 202,
+      'straight to the instance, from a trusted address, the header does count: nginx is what makes it safe')
   })
 
   t.test('no instance reachable: /stream is a 200 stream that ends with retry:, so EventSource retries; /notify stays a 502', async t => {

@@ -168,15 +168,17 @@ export async function notify (url: string, body: unknown, headers: Record<string
 /**
  * Sends `request` on a connection whose earlier request (a publish, its body held back)
  * is still open when close() begins, as a keep-alive client or a proxy would; resolves
- * with the raw answer to `request` once the connection is closed.
+ * with the raw answer to `request` once the connection is closed. `heldHeaders` go on the
+ * publish (a token, when publishing needs one).
  */
-export async function requestDuringClose (app: FastifyInstance, url: string, request: string): Promise<string> {
+export async function requestDuringClose (app: FastifyInstance, url: string, request: string, heldHeaders: Record<string, string> = {}): Promise<string> {
   const socket = connect(Number(new URL(url).port), '127.0.0.1')
   await new Promise<void>(resolve => socket.once('connect', resolve))
   let received = ''
   socket.on('data', chunk => { received += chunk.toString() })
   const body = '{"data":"x"}'
-  socket.write(`POST /notify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 4)}`)
+  const extra = Object.entries(heldHeaders).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+  socket.write(`POST /notify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n${extra}content-length: ${body.length}\r\n\r\n${body.slice(0, 4)}`)
   await new Promise(resolve => setTimeout(resolve, 100))
   const closed = app.close()
   while (!app.refusals.closing) await new Promise(resolve => setTimeout(resolve, 10))

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { acceptsEventStream, answerRefusal, errorBody, REFUSAL_REASONS, retryAfterSeconds, shutdownRefusal, type TemporaryRefusal } from '../../src/refusal.js'
+import { acceptsEventStream, answerRefusal, AS_STREAM, documentAnswer, errorBody, errorResponse, REFUSAL_REASONS, RETRY_AFTER, retryAfterSeconds, shutdownRefusal, type DocumentedRoute, type TemporaryRefusal } from '../../src/refusal.js'
 
 t.test('errorBody has Fastify\'s error shape, with the status text of the code', async t => {
   t.same(errorBody(403, 'no'), { statusCode: 403, error: 'Forbidden', message: 'no' })
@@ -62,4 +62,31 @@ t.test('shutdownRefusal: the 503 Fastify sent while closing, without Retry-After
 
 t.test('REFUSAL_REASONS lists every reason once', async t => {
   t.same([...REFUSAL_REASONS].sort(), ['max_clients', 'pressure', 'rate_limit', 'shutdown'])
+})
+
+t.test('documentAnswer adds an error answer to a route\'s schema, appending to a status it has, without changing a shared schema', async t => {
+  const shared = { response: { 200: { type: 'string' } } }
+  const a: DocumentedRoute = { schema: shared }
+  documentAnswer(a, 503, 'at capacity', { 'retry-after': { type: 'string' } })
+  documentAnswer(a, 503, 'shutting down')
+  documentAnswer(a, 503, 'shutting down')
+  const answer = (a.schema?.response as Record<string, Record<string, unknown>>)[503]
+  t.equal(answer['x-response-description'], 'at capacity\n\nshutting down', 'appended once')
+  t.same(Object.keys(answer.headers as object), ['retry-after'], 'headers kept')
+  t.same(answer.required, ['statusCode', 'error', 'message'])
+  t.same(shared, { response: { 200: { type: 'string' } } }, 'the shared schema is not changed')
+  const hidden: DocumentedRoute = { schema: { hide: true } }
+  documentAnswer(hidden, 503, 'x')
+  t.same(hidden.schema, { hide: true }, 'a hidden route documents nothing')
+  const bare: DocumentedRoute = {}
+  documentAnswer(bare, 401, 'no token')
+  t.same(Object.keys(bare.schema?.response as object), ['401'])
+})
+
+t.test('errorResponse: an ErrorBody schema with its description, headers only when there are some', async t => {
+  t.same(Object.keys(errorResponse('x').properties), ['statusCode', 'code', 'error', 'message'])
+  const headersOf = (schema: object): unknown => (schema as { headers?: unknown }).headers
+  t.equal(headersOf(errorResponse('x')), undefined)
+  t.same(Object.keys(headersOf(errorResponse('x', RETRY_AFTER)) as object), ['retry-after'])
+  t.ok(AS_STREAM.includes('text/event-stream'))
 })
