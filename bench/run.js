@@ -86,7 +86,8 @@ const HELP = `npm run bench -- [options]
   --storm-clients=N --storm-missed=M --storm-live=L --storm-live-rate=R --storm-concurrency=C --storm-timeout=S
                          storm scenario: N clients (quick ${QUICK.stormClients}, full ${FULL.stormClients}) resume at once on two
                          instances, M events back (100), while L live events (50) are published at R/s (10);
-                         C connects in flight (400); S s at most for all to complete (300)
+                         C connects in flight (400); S s at most for all to complete (300);
+                         --storm-on=one puts every client on one instance (the other died), both (default) splits them
   --steady-targets=LIST --steady-clients=N --steady-seconds=S --steady-p99=MS --steady-start=R --steady-max=R --steady-steps=K
                          steady scenario: the highest rate each of LIST (service,nchan; also naive) sustains with N clients
                          (quick ${QUICK.steadyClients}, full ${FULL.steadyClients}) for S s (quick ${QUICK.steadySeconds}, full ${FULL.steadySeconds}):
@@ -141,6 +142,7 @@ function options () {
       'memory-bytes': { type: 'string', default: '50' },
       'memory-ttl-ms': { type: 'string', default: '86400000' },
       'storm-clients': { type: 'string' },
+      'storm-on': { type: 'string', default: 'both' },
       'steady-targets': { type: 'string', default: 'service,nchan' },
       'steady-clients': { type: 'string' },
       'steady-seconds': { type: 'string' },
@@ -203,6 +205,7 @@ function options () {
     memoryBytes: num(values['memory-bytes']),
     memoryTtlMs: num(values['memory-ttl-ms']),
     stormClients: num(values['storm-clients'], d.stormClients),
+    stormOn: values['storm-on'],
     steadyTargets: values['steady-targets'].split(',').filter(Boolean),
     steadyClients: num(values['steady-clients'], d.steadyClients),
     steadySeconds: num(values['steady-seconds'], d.steadySeconds),

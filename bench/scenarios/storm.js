@@ -103,7 +103,9 @@ export async function storm (opts, log) {
         statuses[r.status] = (statuses[r.status] ?? 0) + 1
       }
     })()
-    const conn = await pool.connect('storm', instances, N, { concurrency: opts.stormConcurrency, keepSlots: true })
+    // --storm-on=one: every client on instance A, as when the other instance died.
+    const onto = opts.stormOn === 'one' ? [instances[0]] : instances
+    const conn = await pool.connect('storm', onto, N, { concurrency: opts.stormConcurrency, keepSlots: true })
     const connectedUs = nowUs()
     log(`storm: ${conn.ok}/${N} streams open after ${((connectedUs - t0) / 1e6).toFixed(1)} s (${JSON.stringify(conn.statuses)})`)
     await publishing
@@ -149,7 +151,7 @@ export async function storm (opts, log) {
       publishMax: latency.max / 1000
     }
     log(`storm: ${JSON.stringify(row)}`)
-    const text = `### Reconnect storm: ${N.toLocaleString('en-US')} clients resume at once on two instances (one Redis), ${M} events of ${opts.bytes} bytes back, ${L} live events at ${opts.stormLiveRate}/s during it, ${opts.stormConcurrency} connects in flight\n\n` +
+    const text = `### Reconnect storm: ${N.toLocaleString('en-US')} clients resume at once on ${opts.stormOn === 'one' ? 'one instance (its peer publishes too; one Redis)' : 'two instances (one Redis)'}, ${M} events of ${opts.bytes} bytes back, ${L} live events at ${opts.stormLiveRate}/s during it, ${opts.stormConcurrency} connects in flight\n\n` +
       table(['streams open', 'all open s', 'all replayed s', 'all complete s', 'history reads', 'per client', 'Redis commands', 'per client', 'Redis CPU ms', 'instances CPU ms', 'resets', 'refused', 'missing/dup/ooo/malformed', 'publish p50/p99/max ms', 'publishes'],
         [[`${row.open}/${N}`, row.openS, row.allReplayedS, row.allCompleteS, row.historyReads, row.historyReadsPerClient.toFixed(4), row.redisCommands, row.redisCommandsPerClient.toFixed(4), row.redisCpuMs, row.instancesCpuMs.map(x => Math.round(x)).join(' + '), row.resets, row.refused,
           `${row.missing}/${row.duplicates}/${row.outOfOrder}/${row.malformed}`, `${row.publishP50.toFixed(1)}/${row.publishP99.toFixed(1)}/${row.publishMax.toFixed(1)}`, JSON.stringify(statuses)]]) +
