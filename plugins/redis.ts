@@ -92,6 +92,9 @@ function createCluster (url: string, extra: string, role: Role, outage: Outage):
     enableOfflineQueue: false,
     redisOptions: node,
     shardedSubscribers: role === 'subscriber',
+    // A moved slot's old master drops its channels and ioredis looks the slot up again;
+    // asked of a node that has not heard of the move yet, it would never resubscribe.
+    ...(role === 'subscriber' && { slotsRefreshInterval: 5000 }),
     clusterRetryStrategy: times => Math.min(100 * 2 ** Math.min(times, 4), 2000),
     // A failover takes a few seconds: keep following the redirections that long.
     retryDelayOnFailover: 300,

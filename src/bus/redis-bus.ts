@@ -109,10 +109,13 @@ export class RedisBus implements Bus {
     this.reader.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
     if (this.reader !== this.pub) this.reader.on('ready', () => this.resubscribeAll())
     opts.sub.on('smessageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message))
-    // A standalone subscriber comes back through 'ready'; a cluster's sharded subscribers
-    // resubscribe by themselves when a node returns ('+node'): both are when to catch up.
+    // A standalone subscriber comes back through 'ready'. A cluster's sharded subscribers
+    // resubscribe by themselves after a lost connection, a failover or a slot that moved,
+    // then say 'subscribersReady' (in the same turn: nothing has arrived yet): what was
+    // published meanwhile went nowhere, so catch up from history, holding what comes live.
     opts.sub.on('ready', () => this.resubscribeAll())
-    opts.sub.on('+node', () => this.scheduleCatchUp())
+    opts.sub.on('subscribersReady', () => this.resubscribeAll())
+    opts.sub.on('+node', () => this.resubscribeAll())
     // Subscribing also reads history: it needs both connections.
     opts.pub.on('ready', () => {
       this.drainOutbox()
@@ -277,7 +280,7 @@ export class RedisBus implements Bus {
     const sub = this.opts.sub as Redis
     if (sub.status !== 'ready' || this.pub.status !== 'ready') this.openUnsubscribed(log)
     else setTimeout(() => { if (this.watches.get(log)?.subscribed === false) this.openUnsubscribed(log) }, SUBSCRIBE_WAIT_MS).unref()
-    this.subscribe(log).catch(err => this.opts.onError(err, `subscribe to ${log}`))
+    this.refresh(log, 0)
   }
 
   // Its readers go live before the subscription: once made, it brings what was published
@@ -529,22 +532,25 @@ export class RedisBus implements Bus {
 
   private resubscribeAll (): void {
     if (this.closing || this.opts.sub.status !== 'ready' || this.pub.status !== 'ready' || this.reader.status !== 'ready') return
-    for (const [log, w] of this.watches) {
-      const next = w.subscribed ? this.catchUp(log) : this.subscribe(log)
-      next.catch(err => this.opts.onError(err, `catch-up of ${log}`))
-    }
+    for (const log of this.watches.keys()) this.refresh(log, 0)
   }
 
-  private catchUpTimer: NodeJS.Timeout | null = null
-  private scheduleCatchUp (): void {
-    if (this.catchUpTimer !== null || this.closing) return
-    this.catchUpTimer = setTimeout(() => {
-      this.catchUpTimer = null
-      for (const [log, w] of this.watches) {
-        const next = w.subscribed ? this.catchUp(log) : this.subscribe(log)
-        next.catch(err => this.opts.onError(err, `catch-up of ${log}`))
-      }
-    }, 500).unref()
+  /**
+   * (Re)subscribes to a log and catches it up, again after a failure (a slot that moved
+   * answers MOVED until the subscriber knows its new master) for as long as it is watched:
+   * until one succeeds its live messages are held, and a log left held would stall.
+   */
+  private refresh (log: string, failures: number): void {
+    const w = this.watches.get(log)
+    if (w === undefined || this.closing) return
+    const attempt = w.subscribed ? this.catchUp(log) : this.subscribe(log)
+    const generation = w.generation
+    attempt.catch(err => {
+      if (failures === 0) this.opts.onError(err, `subscription to ${log} (retrying)`)
+      setTimeout(() => {
+        if (this.watches.get(log) === w && w.generation === generation) this.refresh(log, failures + 1)
+      }, Math.min(100 * 2 ** failures, 2000)).unref()
+    })
   }
 
   // (Re)connected: (re)subscribe (a cluster's sharded subscribers did already: again is

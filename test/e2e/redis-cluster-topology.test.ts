@@ -1,0 +1,148 @@
+// A Redis Cluster whose topology moves under live streams: a topic's slot resharded to
+// another master while a publisher keeps publishing, and the sharded subscriber
+// connections killed (CLIENT KILL). Every accepted event reaches every client once, in
+// order; what the service could not accept, the publisher was told.
+import t from 'tap'
+import { notify, openStream, startInstance, type Instance, type SseClient } from '../helpers/instance.js'
+import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
+
+type TapTest = Parameters<typeof startInstance>[0]
+
+async function instances (t: TapTest, cluster: TestCluster, n: number): Promise<Instance[]> {
+  const prefix = `rt${Math.random().toString(36).slice(2, 6)}:`
+  return await Promise.all(Array.from({ length: n }, async () => await startInstance(t, { REDIS_URL: cluster.url, REDIS_PREFIX: prefix, REDIS_CONNECT_TIMEOUT_MS: 3000 })))
+}
+
+/** A topic whose log lives on master `port`, and another on a different master. */
+async function topicsOn (cluster: TestCluster, prefix: string, port: number): Promise<{ mine: string, other: string }> {
+  let mine: string | undefined
+  let other: string | undefined
+  for (let i = 0; (mine === undefined || other === undefined) && i < 1000; i++) {
+    const master = await cluster.masterForSlot(keySlot(`${prefix}{t${i}}`))
+    if (master === port) mine ??= `t${i}`
+    else other ??= `t${i}`
+  }
+  return { mine: mine!, other: other! }
+}
+
+interface Outcome { datum: string, status: number, sent: 'yes' | 'no' | 'unknown', body: unknown }
+
+/**
+ * Publishes `${label}-<n>` to `topic` one after the other, round robin over `nodes`, until
+ * stopped; records what each answer says was sent.
+ */
+function publisher (nodes: Instance[], topic: string | string[], label: string): { outcomes: Outcome[], accepted: () => string[], untilAccepted: (n: number, ms?: number) => Promise<void>, stop: () => Promise<void> } {
+  const outcomes: Outcome[] = []
+  const state = { stopped: false, wake: null as (() => void) | null }
+  const accepted = (): string[] => outcomes.filter(o => o.sent === 'yes').map(o => o.datum)
+  const loop = (async () => {
+    for (let i = 0; !state.stopped; i++) {
+      const datum = `${label}-${i}`
+      let outcome: Outcome
+      try {
+        const res = await notify(nodes[i % nodes.length].url, { topic, data: datum })
+        const sent = res.status === 202 && res.body.fanout === 'cluster' ? 'yes' : res.status === 202 || /may or may not/.test(String(res.body?.message)) ? 'unknown' : 'no'
+        outcome = { datum, status: res.status, sent, body: res.body }
+      } catch (err) {
+        outcome = { datum, status: 0, sent: 'unknown', body: String(err) }
+      }
+      outcomes.push(outcome)
+      state.wake?.()
+      // A refusal: the caller would back off a little before the next one.
+      if (outcome.sent !== 'yes') await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  })()
+  return {
+    outcomes,
+    accepted,
+    async untilAccepted (n, ms = 15000) {
+      const target = accepted().length + n
+      const deadline = Date.now() + ms
+      while (accepted().length < target) {
+        const left = deadline - Date.now()
+        if (left <= 0) throw new Error(`publisher ${label}: ${accepted().length - target + n} of ${n} more accepted in ${ms} ms; last answers ${JSON.stringify(outcomes.slice(-3))}`)
+        await new Promise<void>(resolve => {
+          const timer = setTimeout(resolve, left)
+          state.wake = () => { clearTimeout(timer); state.wake = null; resolve() }
+        })
+      }
+    },
+    async stop () {
+      state.stopped = true
+      await loop
+    }
+  }
+}
+
+const data = (c: SseClient): string[] => c.events.map(e => e.data)
+
+/**
+ * Every event the publisher was told was accepted, once, in the order it was accepted;
+ * an event whose answer said "maybe" may appear (once, in its place), one refused never.
+ */
+async function checkDelivery (t: TapTest, client: SseClient, pub: ReturnType<typeof publisher>, label: string, what: string): Promise<void> {
+  const accepted = pub.accepted()
+  const last = accepted[accepted.length - 1]
+  await client.until(c => c.ended || data(c).includes(last), 15000, `${what}: the last accepted event ${last}`).catch(() => {})
+  const got = data(client).filter(d => d.startsWith(`${label}-`))
+  const maybe = new Set(pub.outcomes.filter(o => o.sent === 'unknown').map(o => o.datum))
+  const refused = new Set(pub.outcomes.filter(o => o.sent === 'no').map(o => o.datum))
+  t.notOk(client.ended, `${what}: the stream stayed open`)
+  t.equal(new Set(got).size, got.length, `${what}: no event twice`)
+  t.same(got.filter(d => !maybe.has(d)), accepted, `${what}: every accepted event, in order (${accepted.length})`)
+  t.same(got.filter(d => refused.has(d)), [], `${what}: no refused event`)
+  t.notOk(client.events.some(e => e.event === 'reset'), `${what}: no reset`)
+}
+
+t.test('a topic\'s slot moves to another master while a publisher keeps publishing: every accepted event once, in order, on every client', async t => {
+  const cluster = await startCluster(t, { replicas: 0 })
+  const nodes = await instances(t, cluster, 2)
+  const prefix = nodes[0].app.config.REDIS_PREFIX
+  const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
+  const { mine: topic, other } = await topicsOn(cluster, prefix, masters[0])
+  const slot = keySlot(`${prefix}{${topic}}`)
+  const target = masters[1]
+  // Two readers of the topic per instance, one of them also on a topic of another master.
+  const clients: SseClient[] = []
+  for (const n of nodes) {
+    clients.push(await openStream(t, `${n.url}/stream?topic=${topic}`))
+    clients.push(await openStream(t, `${n.url}/stream?topic=${topic}&topic=${other}`))
+  }
+  const pub = publisher(nodes, topic, 'ev')
+  t.teardown(pub.stop)
+  await pub.untilAccepted(10)
+  await cluster.moveSlot(slot, target, async step => {
+    // Publishing goes on in each half-moved state: MIGRATING (the key still on the old
+    // master), then keys moved (the old master answers ASK).
+    t.comment(`slot ${slot} ${step}`)
+    await pub.untilAccepted(10)
+  })
+  t.equal(await cluster.masterForSlot(slot), target, `slot ${slot} moved to ${target}`)
+  await pub.untilAccepted(20)
+  await pub.stop()
+  const counts = { yes: 0, no: 0, unknown: 0 }
+  for (const o of pub.outcomes) counts[o.sent]++
+  t.comment(`answers: ${JSON.stringify(counts)}${counts.no + counts.unknown > 0 ? `; e.g. ${JSON.stringify(pub.outcomes.find(o => o.sent !== 'yes'))}` : ''}`)
+  for (const [i, c] of clients.entries()) await checkDelivery(t, c, pub, 'ev', `instance ${i >> 1} client ${i & 1}`)
+})
+
+t.test('CLIENT KILL of the sharded subscriber connections on a topic\'s master: the streams stay open, catch up on the gap, nothing twice', async t => {
+  const cluster = await startCluster(t, { replicas: 0 })
+  const nodes = await instances(t, cluster, 2)
+  const prefix = nodes[0].app.config.REDIS_PREFIX
+  const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
+  const { mine: topic } = await topicsOn(cluster, prefix, masters[0])
+  const clients = await Promise.all(nodes.map(async n => await openStream(t, `${n.url}/stream?topic=${topic}`)))
+  const pub = publisher(nodes, topic, 'ev')
+  t.teardown(pub.stop)
+  await pub.untilAccepted(10)
+  for (let round = 0; round < 3; round++) {
+    const killed = await cluster.command(masters[0], 'CLIENT', 'KILL', 'TYPE', 'pubsub')
+    t.ok(Number(killed) >= 2, `round ${round}: killed ${String(killed)} subscriber connections`)
+    await pub.untilAccepted(10)
+  }
+  await pub.stop()
+  for (const [i, c] of clients.entries()) await checkDelivery(t, c, pub, 'ev', `instance ${i}`)
+  const replayed = nodes.map(n => n.app.bus.replayed)
+  t.ok(replayed[0] + replayed[1] > 0, `events published while the subscribers were gone came from history (${replayed.join(', ')})`)
+})
