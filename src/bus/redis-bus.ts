@@ -51,8 +51,13 @@ interface Watch {
   subscribed: boolean
   /** Its readers went live before it was subscribed, at this time (as a position). */
   since: string | null
-  /** Positions the last history read delivered, which live messages may repeat. */
-  read: Set<string> | null
+  /**
+   * The newest position the last history read saw: live messages up to it may come after
+   * its reply (another connection) and repeat what it covered. Null once one passes it.
+   */
+  covered: string | null
+  /** History reads of the log waiting for it to go live (see untilLive). */
+  reads: Array<() => void> | null
 }
 
 interface Pending { event: Outgoing, waiter: Waiter, index: number }
@@ -213,6 +218,7 @@ export class RedisBus implements Bus {
   }
 
   async history (log: string, after: string | null | undefined): Promise<LogHistory> {
+    await this.untilLive(log)
     if (after === undefined) return { events: [], gap: true, last: (await this.limited(async () => await this.read(log, '', 'head'))).last }
     // A reconnect storm: the clients of a dead instance resume the same topics from the
     // same or nearby positions. Resumes of a log join its read while that waits for a
@@ -237,6 +243,23 @@ export class RedisBus implements Bus {
     }
     const entry = read
     return await new Promise((resolve, reject) => entry.sharers.push({ after: after ?? '', resolve, reject }))
+  }
+
+  /**
+   * A resume reads its logs' history only once they are subscribed and live: read before,
+   * it would miss what is published before the subscription's first read, which moves this
+   * instance's head past it. Not longer than a new stream waits for its subscription.
+   */
+  private async untilLive (log: string): Promise<void> {
+    const w = this.watches.get(log)
+    if (w === undefined || w.held === null) return
+    await new Promise<void>(resolve => {
+      const timer = setTimeout(resolve, SUBSCRIBE_WAIT_MS).unref()
+      ;(w.reads ??= []).push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
   }
 
   // The read went from the oldest position asked; a later one found in it is served from
@@ -274,7 +297,7 @@ export class RedisBus implements Bus {
       if (w.held === null) this.opts.listener.ready(log, undefined)
       return
     }
-    this.watches.set(log, { held: [], linger: null, generation: 0, subscribed: false, since: null, read: null })
+    this.watches.set(log, { held: [], linger: null, generation: 0, subscribed: false, since: null, covered: null, reads: null })
     // Redis down, or slow to answer: the log's readers go live on this instance's events
     // alone, and the subscription, once made, brings the rest.
     const sub = this.opts.sub as Redis
@@ -461,9 +484,9 @@ export class RedisBus implements Bus {
   }
 
   // Records come in the log's order, but a history read on the other connection may have
-  // delivered them already (its reply can overtake the message). Any other record at or
-  // before the head means the log went back (Redis lost it, and its clock is behind):
-  // its readers must resume and be told.
+  // covered them already (held while it was under way, or its reply overtook them). Any
+  // other record at or before the head means the log went back (Redis lost it, and its
+  // clock is behind): its readers must resume and be told.
   private deliverMessage (log: string, message: Buffer): void {
     const reader = this.records
     const listener = this.opts.listener
@@ -472,12 +495,12 @@ export class RedisBus implements Bus {
     while (reader.next()) {
       const head = listener.head(log)
       if (head !== null && compareIds(reader.position, head) <= 0) {
-        if (w?.read?.has(reader.position) === true) continue
+        if (w !== undefined && w.covered !== null && compareIds(reader.position, w.covered) <= 0) continue
         listener.lost(log)
         listener.ready(log, reader.position)
         continue
       }
-      if (w !== undefined) w.read = null
+      if (w !== undefined) w.covered = null
       // Delivered here already, without an id, during the outage it was published in.
       if (reader.origin === this.opts.instanceId) listener.advance(log, reader.position)
       else listener.deliver({ log, position: reader.position, uid: reader.uid, topics: reader.topics, body: reader.body, priors: reader.priors })
@@ -505,13 +528,11 @@ export class RedisBus implements Bus {
       this.deliverHistory(log, reply)
       this.opts.listener.ready(log, undefined)
     }
-    this.release(log, w)
+    this.release(log, w, reply.last)
   }
 
   private deliverHistory (log: string, reply: HistoryReply): void {
     const listener = this.opts.listener
-    const w = this.watches.get(log)
-    if (w !== undefined) w.read = new Set(reply.events.map(d => d.position!))
     for (const d of reply.events) {
       const head = listener.head(log)
       if (head !== null && compareIds(d.position!, head) <= 0) continue
@@ -524,10 +545,15 @@ export class RedisBus implements Bus {
     }
   }
 
-  private release (log: string, w: Watch): void {
+  /** Goes live after a read that saw the log up to `covered`: held messages follow. */
+  private release (log: string, w: Watch, covered: string | null): void {
     const held = w.held ?? []
     w.held = null
+    w.covered = covered
     for (const message of held) this.deliverMessage(log, message)
+    const reads = w.reads
+    w.reads = null
+    if (reads !== null) for (const go of reads) go()
   }
 
   private resubscribeAll (): void {
@@ -573,7 +599,7 @@ export class RedisBus implements Bus {
       this.deliverHistory(log, reply)
       listener.ready(log, undefined)
     }
-    this.release(log, w)
+    this.release(log, w, reply.last)
   }
 }
 

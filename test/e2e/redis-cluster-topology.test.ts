@@ -3,7 +3,8 @@
 // connections killed (CLIENT KILL). Every accepted event reaches every client once, in
 // order; what the service could not accept, the publisher was told.
 import t from 'tap'
-import { notify, openStream, startInstance, type Instance, type SseClient } from '../helpers/instance.js'
+import { openStream, startInstance, type Instance, type SseClient } from '../helpers/instance.js'
+import { received, startPublisher, untilReceived, type Publisher } from '../helpers/publisher.js'
 import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
 
 type TapTest = Parameters<typeof startInstance>[0]
@@ -25,66 +26,14 @@ async function topicsOn (cluster: TestCluster, prefix: string, port: number): Pr
   return { mine: mine!, other: other! }
 }
 
-interface Outcome { datum: string, status: number, sent: 'yes' | 'no' | 'unknown', body: unknown }
-
-/**
- * Publishes `${label}-<n>` to `topic` one after the other, round robin over `nodes`, until
- * stopped; records what each answer says was sent.
- */
-function publisher (nodes: Instance[], topic: string | string[], label: string): { outcomes: Outcome[], accepted: () => string[], untilAccepted: (n: number, ms?: number) => Promise<void>, stop: () => Promise<void> } {
-  const outcomes: Outcome[] = []
-  const state = { stopped: false, wake: null as (() => void) | null }
-  const accepted = (): string[] => outcomes.filter(o => o.sent === 'yes').map(o => o.datum)
-  const loop = (async () => {
-    for (let i = 0; !state.stopped; i++) {
-      const datum = `${label}-${i}`
-      let outcome: Outcome
-      try {
-        const res = await notify(nodes[i % nodes.length].url, { topic, data: datum })
-        const sent = res.status === 202 && res.body.fanout === 'cluster' ? 'yes' : res.status === 202 || /may or may not/.test(String(res.body?.message)) ? 'unknown' : 'no'
-        outcome = { datum, status: res.status, sent, body: res.body }
-      } catch (err) {
-        outcome = { datum, status: 0, sent: 'unknown', body: String(err) }
-      }
-      outcomes.push(outcome)
-      state.wake?.()
-      // A refusal: the caller would back off a little before the next one.
-      if (outcome.sent !== 'yes') await new Promise(resolve => setTimeout(resolve, 50))
-    }
-  })()
-  return {
-    outcomes,
-    accepted,
-    async untilAccepted (n, ms = 15000) {
-      const target = accepted().length + n
-      const deadline = Date.now() + ms
-      while (accepted().length < target) {
-        const left = deadline - Date.now()
-        if (left <= 0) throw new Error(`publisher ${label}: ${accepted().length - target + n} of ${n} more accepted in ${ms} ms; last answers ${JSON.stringify(outcomes.slice(-3))}`)
-        await new Promise<void>(resolve => {
-          const timer = setTimeout(resolve, left)
-          state.wake = () => { clearTimeout(timer); state.wake = null; resolve() }
-        })
-      }
-    },
-    async stop () {
-      state.stopped = true
-      await loop
-    }
-  }
-}
-
-const data = (c: SseClient): string[] => c.events.map(e => e.data)
-
 /**
  * Every event the publisher was told was accepted, once, in the order it was accepted;
  * an event whose answer said "maybe" may appear (once, in its place), one refused never.
  */
-async function checkDelivery (t: TapTest, client: SseClient, pub: ReturnType<typeof publisher>, label: string, what: string): Promise<void> {
+async function checkDelivery (t: TapTest, client: SseClient, pub: Publisher, label: string, what: string): Promise<void> {
   const accepted = pub.accepted()
-  const last = accepted[accepted.length - 1]
-  await client.until(c => c.ended || data(c).includes(last), 15000, `${what}: the last accepted event ${last}`).catch(() => {})
-  const got = data(client).filter(d => d.startsWith(`${label}-`))
+  await untilReceived(client, accepted[accepted.length - 1], `${what}: the last accepted event`)
+  const got = received(client, label)
   const maybe = new Set(pub.outcomes.filter(o => o.sent === 'unknown').map(o => o.datum))
   const refused = new Set(pub.outcomes.filter(o => o.sent === 'no').map(o => o.datum))
   t.notOk(client.ended, `${what}: the stream stayed open`)
@@ -108,8 +57,7 @@ t.test('a topic\'s slot moves to another master while a publisher keeps publishi
     clients.push(await openStream(t, `${n.url}/stream?topic=${topic}`))
     clients.push(await openStream(t, `${n.url}/stream?topic=${topic}&topic=${other}`))
   }
-  const pub = publisher(nodes, topic, 'ev')
-  t.teardown(pub.stop)
+  const pub = startPublisher(t, nodes, () => topic, 'ev')
   await pub.untilAccepted(10)
   await cluster.moveSlot(slot, target, async step => {
     // Publishing goes on in each half-moved state: MIGRATING (the key still on the old
@@ -133,8 +81,7 @@ t.test('CLIENT KILL of the sharded subscriber connections on a topic\'s master: 
   const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
   const { mine: topic } = await topicsOn(cluster, prefix, masters[0])
   const clients = await Promise.all(nodes.map(async n => await openStream(t, `${n.url}/stream?topic=${topic}`)))
-  const pub = publisher(nodes, topic, 'ev')
-  t.teardown(pub.stop)
+  const pub = startPublisher(t, nodes, () => topic, 'ev')
   await pub.untilAccepted(10)
   for (let round = 0; round < 3; round++) {
     const killed = await cluster.command(masters[0], 'CLIENT', 'KILL', 'TYPE', 'pubsub')
