@@ -5,7 +5,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { Type } from 'typebox'
-import { DegradedError, type Outgoing } from '../src/bus/bus.js'
+import { DegradedError, PartialPublishError, type Outgoing } from '../src/bus/bus.js'
+import { BROADCAST } from '../src/cursor.js'
 import { encodeBody } from '../src/frame.js'
 import { checkIdempotencyKey, fingerprint, type Answer } from '../src/idempotency/idempotency.js'
 import { describeError, nestsDeeper } from '../src/notify-body.js'
@@ -23,6 +24,26 @@ function badBody (message: string): Error {
   return Object.assign(new Error(message), { statusCode: 400 })
 }
 
+const names = (logs: string[]): string => logs.map(log => log === BROADCAST ? 'the broadcast' : log).join(', ')
+
+/**
+ * The answer to a publish that reached some of its logs only: it says, per event, which
+ * topics got it, so the publisher retries the rest alone rather than the whole request.
+ */
+function partialAnswer (err: PartialPublishError, single: boolean): Answer {
+  const incomplete = err.unpublished.flatMap((logs, i) => logs.length === 0 ? [] : [i])
+  const what = incomplete.map(i => {
+    const event = single ? 'the event' : `body[${i}]`
+    return err.published[i].length === 0 ? `${event} did not reach ${names(err.unpublished[i])}` : `${event} reached ${names(err.published[i])} but not ${names(err.unpublished[i])}`
+  }).join('; ')
+  const message = `published in part (${err.message}): ${what}; a retry of this request would deliver again what was published: publish the rest alone`
+  return {
+    statusCode: 503,
+    body: { ...errorBody(503, message), ids: err.ids, published: err.published, unpublished: err.unpublished },
+    sent: 'partial'
+  }
+}
+
 export default async function notifyRoute (app: FastifyInstance): Promise<void> {
   const fastify = app.withTypeProvider<TypeBoxTypeProvider>()
   const cfg = fastify.config
@@ -37,6 +58,15 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
   const Id = Type.Union([Type.String(), Type.Null()])
   const Accepted = Type.Object({ id: Type.Optional(Id), ids: Type.Array(Id), fanout: Type.Union([Type.Literal('cluster'), Type.Literal('local')]) })
   const Failed = Type.Object({ statusCode: Type.Integer(), code: Type.Optional(Type.String()), error: Type.String(), message: Type.String() })
+  // A publish that reached some logs only: per event, its id and its topics that got it or not.
+  const Partial = Type.Object({
+    statusCode: Type.Integer(),
+    error: Type.String(),
+    message: Type.String(),
+    ids: Type.Array(Id),
+    published: Type.Array(Type.Array(Type.String())),
+    unpublished: Type.Array(Type.Array(Type.String()))
+  })
 
   // Only JSON is an event; a text/plain body gets 415 rather than a confusing 400.
   fastify.removeContentTypeParser('text/plain')
@@ -79,6 +109,7 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
     try {
       result = await fastify.bus.publish(events)
     } catch (err) {
+      if (err instanceof PartialPublishError) return partialAnswer(err, single)
       return err instanceof DegradedError
         ? { statusCode: 503, body: errorBody(503, err.message), sent: 'nothing', retryAfter: '1' }
         : { statusCode: 503, body: errorBody(503, `publishing through Redis failed (${(err as Error).message}); the event may or may not have been sent`), sent: 'unknown', retryAfter: '1' }
@@ -93,7 +124,7 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
   fastify.post('/notify', {
     config: { auth: 'publish', rateLimited: 'publishes', shedsLoad: true },
     bodyLimit: cfg.BODY_LIMIT_BYTES,
-    schema: { body: Body, response: { 202: Accepted, 400: Failed, 403: Failed, 409: Failed, 422: Failed, 503: Failed } },
+    schema: { body: Body, response: { 202: Accepted, 400: Failed, 403: Failed, 409: Failed, 422: Failed, 503: Type.Union([Partial, Failed]) } },
     attachValidation: true
   }, async (request, reply) => {
     const key = request.headers['idempotency-key']

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
 import { BROADCAST } from '../cursor.js'
 import { compareIds } from '../event-id.js'
-import { DegradedError, type Bus, type BusListener, type LogHistory, type Outgoing, type PublishResult } from './bus.js'
+import { DegradedError, PartialPublishError, type Bus, type BusListener, type LogHistory, type Outgoing, type PublishResult } from './bus.js'
 import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
 import { keyLog, logKey, MessageReader, pack, parseHistory, type HistoryReply } from './redis-wire.js'
 
@@ -67,7 +67,23 @@ interface SharedRead {
   from: string
   sharers: Array<{ after: string, resolve: (r: HistoryReply) => void, reject: (err: Error) => void }>
 }
-interface Waiter { ids: Array<string | null>, left: number, failed: Error | null, resolve: (ids: Array<string | null>) => void, reject: (err: Error) => void }
+interface Waiter {
+  ids: Array<string | null>
+  /** Per event, the logs that got it and those that did not (or may not have). */
+  published: string[][]
+  unpublished: string[][]
+  left: number
+  failed: Error | null
+  resolve: (ids: Array<string | null>) => void
+  reject: (err: Error) => void
+}
+
+/** The copies of an event of several topics stopped at a log: those before it got theirs. */
+class CopiesFailed extends Error {
+  constructor (readonly written: string[], readonly positions: string[], readonly reason: Error) {
+    super(reason.message)
+  }
+}
 
 /** Events per script call, past which a turn's publishes to one log go as several calls. */
 const CALL_EVENTS = 256
@@ -94,6 +110,8 @@ export class RedisBus implements Bus {
   private readonly watches = new Map<string, Watch>()
   /** Events delivered here during an outage, to be published once Redis is back. */
   private readonly outbox: Outgoing[] = []
+  /** Copies of an outbox event of several topics already written, when the rest failed. */
+  private readonly outboxCopies = new WeakMap<Outgoing, { uid: string, positions: string[] }>()
   private draining = false
   /** Publishes of this event-loop turn, in order. */
   private turn: Pending[] | null = null
@@ -343,7 +361,7 @@ export class RedisBus implements Bus {
   // trip and one Pub/Sub message per log, whatever the number of publishers.
   private async enqueue (events: Outgoing[]): Promise<Array<string | null>> {
     return await new Promise((resolve, reject) => {
-      const waiter: Waiter = { ids: new Array(events.length).fill(null), left: events.length, failed: null, resolve, reject }
+      const waiter: Waiter = { ids: new Array(events.length).fill(null), published: events.map(() => []), unpublished: events.map(() => []), left: events.length, failed: null, resolve, reject }
       if (this.turn === null) {
         this.turn = []
         setImmediate(this.sendTurn)
@@ -384,8 +402,8 @@ export class RedisBus implements Bus {
       for (let from = 0; from < list.length; from += CALL_EVENTS) {
         const part = list.slice(from, from + CALL_EVENTS)
         calls.push(this.send(log, part.map(p => ({ event: p.event, uid: '', priors: '' })), '').then(
-          ids => { for (let i = 0; i < part.length; i++) settle(part[i], ids[i], null) },
-          err => { for (const p of part) settle(p, null, err as Error) }
+          ids => { for (let i = 0; i < part.length; i++) settle(part[i], ids[i], null, [log], []) },
+          err => { for (const p of part) settle(p, null, err as Error, [], [log]) }
         ))
       }
     }
@@ -407,22 +425,31 @@ export class RedisBus implements Bus {
       }
       await flushRun()
       try {
-        settle(p, await this.sendCopies(p.event, ''), null)
+        settle(p, await this.sendCopies(p.event, ''), null, topics, [])
       } catch (err) {
-        settle(p, null, err as Error)
+        const failed = err as CopiesFailed
+        const first = failed.written.indexOf(topics[0])
+        settle(p, first === -1 ? null : failed.positions[first], failed.reason, failed.written, topics.filter(tp => !failed.written.includes(tp)))
       }
     }
     await flushRun()
   }
 
-  /** The copies of an event of several topics, in their logs' order; its position in its first topic. */
-  private async sendCopies (event: Outgoing, origin: string): Promise<string> {
-    const uid = `${this.uidStem}.${(this.uidCount++).toString(36)}`
+  /**
+   * The copies of an event of several topics, in their logs' order; its position in its
+   * first topic. `done` (its uid and the positions written so far) lets a retry go on
+   * from the copy that failed rather than write the first ones again.
+   */
+  private async sendCopies (event: Outgoing, origin: string, done = { uid: `${this.uidStem}.${(this.uidCount++).toString(36)}`, positions: [] as string[] }): Promise<string> {
+    const { uid, positions } = done
     const sorted = [...event.topics!].sort()
-    const positions: string[] = []
-    for (const log of sorted) {
-      const [id] = await this.send(log, [{ event, uid, priors: positions.join(',') }], origin)
-      positions.push(id)
+    for (const log of sorted.slice(positions.length)) {
+      try {
+        const [id] = await this.send(log, [{ event, uid, priors: positions.join(',') }], origin)
+        positions.push(id)
+      } catch (err) {
+        throw new CopiesFailed(sorted.slice(0, positions.length), positions, err as Error)
+      }
     }
     return positions[sorted.indexOf(event.topics![0])]
   }
@@ -461,8 +488,11 @@ export class RedisBus implements Bus {
   private async drain (): Promise<void> {
     while (this.outbox.length > 0 && this.pub.status === 'ready') {
       const event = this.outbox[0]
-      if (event.topics !== null && event.topics.length > 1) await this.sendCopies(event, this.opts.instanceId)
-      else await this.send(event.topics?.[0] ?? BROADCAST, [{ event, uid: '', priors: '' }], this.opts.instanceId)
+      if (event.topics !== null && event.topics.length > 1) {
+        let done = this.outboxCopies.get(event)
+        if (done === undefined) this.outboxCopies.set(event, done = { uid: `${this.uidStem}.${(this.uidCount++).toString(36)}`, positions: [] })
+        await this.sendCopies(event, this.opts.instanceId, done)
+      } else await this.send(event.topics?.[0] ?? BROADCAST, [{ event, uid: '', priors: '' }], this.opts.instanceId)
       this.outbox.shift()
     }
   }
@@ -603,11 +633,15 @@ export class RedisBus implements Bus {
   }
 }
 
-function settle (p: Pending, id: string | null, err: Error | null): void {
+/** One event's outcome; the last of its publish settles the whole: all published, some, or none. */
+function settle (p: Pending, id: string | null, err: Error | null, published: string[], unpublished: string[]): void {
   const w = p.waiter
   if (err !== null) w.failed = err
-  else w.ids[p.index] = id
+  w.ids[p.index] = id
+  w.published[p.index] = published
+  w.unpublished[p.index] = unpublished
   if (--w.left > 0) return
-  if (w.failed !== null) w.reject(w.failed)
-  else w.resolve(w.ids)
+  if (w.failed === null) w.resolve(w.ids)
+  else if (w.published.some(logs => logs.length > 0)) w.reject(new PartialPublishError(w.ids, w.published, w.unpublished, w.failed))
+  else w.reject(w.failed)
 }

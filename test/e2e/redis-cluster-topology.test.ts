@@ -3,7 +3,7 @@
 // connections killed (CLIENT KILL). Every accepted event reaches every client once, in
 // order; what the service could not accept, the publisher was told.
 import t from 'tap'
-import { openStream, startInstance, type Instance, type SseClient } from '../helpers/instance.js'
+import { notify, openStream, startInstance, type Instance, type SseClient } from '../helpers/instance.js'
 import { received, startPublisher, untilReceived, type Publisher } from '../helpers/publisher.js'
 import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
 
@@ -92,4 +92,49 @@ t.test('CLIENT KILL of the sharded subscriber connections on a topic\'s master: 
   for (const [i, c] of clients.entries()) await checkDelivery(t, c, pub, 'ev', `instance ${i}`)
   const replayed = nodes.map(n => n.app.bus.replayed)
   t.ok(replayed[0] + replayed[1] > 0, `events published while the subscribers were gone came from history (${replayed.join(', ')})`)
+})
+
+t.test('a master down: an event to a topic on it and one on a live master is answered 503 naming the topics that got it and those that did not', async t => {
+  // Without full coverage the live masters go on serving their slots.
+  const cluster = await startCluster(t, { replicas: 0, args: ['--cluster-require-full-coverage', 'no'] })
+  const nodes = await instances(t, cluster, 2)
+  const prefix = nodes[0].app.config.REDIS_PREFIX
+  const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
+  const { mine: doomed } = await topicsOn(cluster, prefix, masters[0])
+  // A topic on a live master that sorts before the doomed one: its copy is written first.
+  let alive = ''
+  for (let i = 0; alive === ''; i++) {
+    const tp = `a${i}`
+    if (tp < doomed && await cluster.masterForSlot(keySlot(`${prefix}{${tp}}`)) !== masters[0]) alive = tp
+  }
+  const reader = await openStream(t, `${nodes[1].url}/stream?topic=${alive}`)
+  // Its Idempotency-Key on a live master too (the key is its own hash tag).
+  let idem = ''
+  for (let i = 0; idem === ''; i++) if (await cluster.masterForSlot(keySlot(`half-${i}`)) !== masters[0]) idem = `half-${i}`
+  const key = { 'idempotency-key': idem }
+  await cluster.kill(masters[0])
+  const res = await notify(nodes[0].url, { topic: [alive, doomed], data: 'half' }, key)
+  t.equal(res.status, 503, JSON.stringify(res.body))
+  t.same(res.body.published, [[alive]], 'the answer names the topic that got it')
+  t.same(res.body.unpublished, [[doomed]], 'and the one that did not')
+  t.match(res.body.ids, [/^\d+-\d+$/], 'with its id there')
+  t.match(res.body.message, `the event reached ${alive} but not ${doomed}`)
+  await reader.until(c => c.events.length >= 1, 10000, 'the copy that was published')
+  t.same(reader.events.map(e => e.data), ['half'])
+  t.equal(reader.events[0].id, res.body.ids[0], 'under the id the answer gave')
+  const retry = await notify(nodes[1].url, { topic: [alive, doomed], data: 'half' }, key)
+  t.same([retry.status, retry.body], [res.status, res.body], 'a retry with its Idempotency-Key gets the same answer')
+  t.equal(retry.headers.get('idempotent-replayed'), 'true', 'and publishes nothing')
+  // A batch: the event to the live master's topic is published, the other not.
+  const batch = await notify(nodes[1].url, [{ topic: alive, data: 'b0' }, { topic: doomed, data: 'b1' }, { topic: alive, data: 'b2' }])
+  if (batch.status === 202) {
+    t.fail(`the batch was taken (${JSON.stringify(batch.body)})`)
+  } else {
+    t.equal(batch.status, 503)
+    t.same([batch.body.published, batch.body.unpublished], [[[alive], [], [alive]], [[], [doomed], []]], JSON.stringify(batch.body))
+    t.match(batch.body.message, `body[1] did not reach ${doomed}`)
+  }
+  await reader.until(c => c.events.length >= 3, 10000, 'the batch\'s events to its topic')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.same(reader.events.map(e => e.data), ['half', 'b0', 'b2'], 'each published event once')
 })
