@@ -39,7 +39,12 @@ export function startPublisher (t: Test, nodes: Instance[], topicOf: (i: number)
       const startedAt = Date.now()
       let outcome: Outcome
       try {
-        const res = await notify(nodes[i % nodes.length].url, topic === undefined ? { data: datum } : { topic, data: datum })
+        // A publish that never answers is a failure to see, not a test that hangs.
+        let timer: NodeJS.Timeout | undefined
+        const res = await Promise.race([
+          notify(nodes[i % nodes.length].url, topic === undefined ? { data: datum } : { topic, data: datum }),
+          new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('no answer within 20 s')), 20000) })
+        ]).finally(() => clearTimeout(timer))
         const sent = res.status === 202 && res.body.fanout === 'cluster' ? 'yes' : res.status === 202 || /may or may not/.test(String(res.body?.message)) ? 'unknown' : 'no'
         outcome = { datum, topic, startedAt, status: res.status, sent, body: res.body }
       } catch (err) {
