@@ -69,9 +69,9 @@ interface SharedRead {
 }
 interface Waiter {
   ids: Array<string | null>
-  /** Per event, the logs that got it and those that did not (or may not have). */
-  published: string[][]
-  unpublished: string[][]
+  events: Outgoing[]
+  /** The events that did not reach all their logs: the logs they reached (null until one). */
+  reached: Map<number, string[]> | null
   left: number
   failed: Error | null
   resolve: (ids: Array<string | null>) => void
@@ -361,7 +361,7 @@ export class RedisBus implements Bus {
   // trip and one Pub/Sub message per log, whatever the number of publishers.
   private async enqueue (events: Outgoing[]): Promise<Array<string | null>> {
     return await new Promise((resolve, reject) => {
-      const waiter: Waiter = { ids: new Array(events.length).fill(null), published: events.map(() => []), unpublished: events.map(() => []), left: events.length, failed: null, resolve, reject }
+      const waiter: Waiter = { ids: new Array(events.length).fill(null), events, reached: null, left: events.length, failed: null, resolve, reject }
       if (this.turn === null) {
         this.turn = []
         setImmediate(this.sendTurn)
@@ -402,8 +402,8 @@ export class RedisBus implements Bus {
       for (let from = 0; from < list.length; from += CALL_EVENTS) {
         const part = list.slice(from, from + CALL_EVENTS)
         calls.push(this.send(log, part.map(p => ({ event: p.event, uid: '', priors: '' })), '').then(
-          ids => { for (let i = 0; i < part.length; i++) settle(part[i], ids[i], null, [log], []) },
-          err => { for (const p of part) settle(p, null, err as Error, [], [log]) }
+          ids => { for (let i = 0; i < part.length; i++) settle(part[i], ids[i], null) },
+          err => { for (const p of part) settle(p, null, err as Error, []) }
         ))
       }
     }
@@ -425,11 +425,11 @@ export class RedisBus implements Bus {
       }
       await flushRun()
       try {
-        settle(p, await this.sendCopies(p.event, ''), null, topics, [])
+        settle(p, await this.sendCopies(p.event, ''), null)
       } catch (err) {
         const failed = err as CopiesFailed
         const first = failed.written.indexOf(topics[0])
-        settle(p, first === -1 ? null : failed.positions[first], failed.reason, failed.written, topics.filter(tp => !failed.written.includes(tp)))
+        settle(p, first === -1 ? null : failed.positions[first], failed.reason, failed.written)
       }
     }
     await flushRun()
@@ -633,15 +633,21 @@ export class RedisBus implements Bus {
   }
 }
 
-/** One event's outcome; the last of its publish settles the whole: all published, some, or none. */
-function settle (p: Pending, id: string | null, err: Error | null, published: string[], unpublished: string[]): void {
+/**
+ * One event's outcome (`reached`: the logs it got to, when it failed); the last of its
+ * publish settles the whole: all published, some (which, per event), or none.
+ */
+function settle (p: Pending, id: string | null, err: Error | null, reached?: string[]): void {
   const w = p.waiter
-  if (err !== null) w.failed = err
   w.ids[p.index] = id
-  w.published[p.index] = published
-  w.unpublished[p.index] = unpublished
+  if (err !== null) {
+    w.failed = err
+    ;(w.reached ??= new Map()).set(p.index, reached ?? [])
+  }
   if (--w.left > 0) return
-  if (w.failed === null) w.resolve(w.ids)
-  else if (w.published.some(logs => logs.length > 0)) w.reject(new PartialPublishError(w.ids, w.published, w.unpublished, w.failed))
-  else w.reject(w.failed)
+  if (w.failed === null) return w.resolve(w.ids)
+  const published = w.events.map((e, i) => w.reached!.get(i) ?? e.topics ?? [BROADCAST])
+  if (published.every(logs => logs.length === 0)) return w.reject(w.failed)
+  const unpublished = w.events.map((e, i) => (e.topics ?? [BROADCAST]).filter(log => !published[i].includes(log)))
+  w.reject(new PartialPublishError(w.ids, published, unpublished, w.failed))
 }
