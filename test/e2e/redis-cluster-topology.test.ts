@@ -43,15 +43,25 @@ async function checkDelivery (t: TapTest, client: SseClient, pub: Publisher, lab
   t.notOk(client.events.some(e => e.event === 'reset'), `${what}: no reset`)
 }
 
-t.test('a topic\'s slot moves to another master while a publisher keeps publishing: every accepted event once, in order, on every client', async t => {
+/**
+ * Moves the slot of a topic with live clients (two per instance, one also on a topic of
+ * another master) to another master while a publisher keeps publishing to it, `how`:
+ * step by step (publishing goes on in each half-moved state), or redis-cli --cluster
+ * reshard as an operator runs it.
+ */
+async function reshardWhilePublishing (t: TapTest, how: 'steps' | 'redis-cli'): Promise<void> {
   const cluster = await startCluster(t, { replicas: 0 })
   const nodes = await instances(t, cluster, 2)
   const prefix = nodes[0].app.config.REDIS_PREFIX
-  const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
-  const { mine: topic, other } = await topicsOn(cluster, prefix, masters[0])
+  const masters = cluster.nodes.filter(n => n.role === 'master')
+  let { mine: topic, other } = await topicsOn(cluster, prefix, masters[0].port)
+  if (how === 'redis-cli') {
+    // redis-cli moves a source's slots lowest first: a topic on its lowest slot moves with one.
+    const lowest = masters[0].slots[0][0]
+    for (let i = 0; keySlot(`${prefix}{${topic}}`) !== lowest; i++) topic = `r${i}`
+  }
   const slot = keySlot(`${prefix}{${topic}}`)
-  const target = masters[1]
-  // Two readers of the topic per instance, one of them also on a topic of another master.
+  const target = masters[1].port
   const clients: SseClient[] = []
   for (const n of nodes) {
     clients.push(await openStream(t, `${n.url}/stream?topic=${topic}`))
@@ -59,12 +69,15 @@ t.test('a topic\'s slot moves to another master while a publisher keeps publishi
   }
   const pub = startPublisher(t, nodes, () => topic, 'ev')
   await pub.untilAccepted(10)
-  await cluster.moveSlot(slot, target, async step => {
-    // Publishing goes on in each half-moved state: MIGRATING (the key still on the old
-    // master), then keys moved (the old master answers ASK).
-    t.comment(`slot ${slot} ${step}`)
-    await pub.untilAccepted(10)
-  })
+  if (how === 'steps') {
+    await cluster.moveSlot(slot, target, async step => {
+      // MIGRATING (the key still on the old master), then keys moved (the old one answers ASK).
+      t.comment(`slot ${slot} ${step}`)
+      await pub.untilAccepted(10)
+    })
+  } else {
+    await cluster.reshard(masters[0].port, target, 1)
+  }
   t.equal(await cluster.masterForSlot(slot), target, `slot ${slot} moved to ${target}`)
   await pub.untilAccepted(20)
   await pub.stop()
@@ -72,6 +85,14 @@ t.test('a topic\'s slot moves to another master while a publisher keeps publishi
   for (const o of pub.outcomes) counts[o.sent]++
   t.comment(`answers: ${JSON.stringify(counts)}${counts.no + counts.unknown > 0 ? `; e.g. ${JSON.stringify(pub.outcomes.find(o => o.sent !== 'yes'))}` : ''}`)
   for (const [i, c] of clients.entries()) await checkDelivery(t, c, pub, 'ev', `instance ${i >> 1} client ${i & 1}`)
+}
+
+t.test('a topic\'s slot moves to another master step by step while a publisher keeps publishing: every accepted event once, in order, on every client', async t => {
+  await reshardWhilePublishing(t, 'steps')
+})
+
+t.test('redis-cli --cluster reshard moves a topic\'s slot while a publisher keeps publishing: every accepted event once, in order, on every client', async t => {
+  await reshardWhilePublishing(t, 'redis-cli')
 })
 
 t.test('CLIENT KILL of the sharded subscriber connections on a topic\'s master: the streams stay open, catch up on the gap, nothing twice', async t => {
