@@ -108,6 +108,8 @@ export class RedisBus implements Bus {
   /** Reads so far, for /metrics (a storm's cost). */
   historyReads = 0
   private readonly watches = new Map<string, Watch>()
+  /** When a failed (re)subscription was last logged. */
+  private retryLogged = 0
   /** Events delivered here during an outage, to be published once Redis is back. */
   private readonly outbox: Outgoing[] = []
   /** Copies of an outbox event of several topics already written, when the rest failed. */
@@ -602,7 +604,11 @@ export class RedisBus implements Bus {
     const attempt = w.subscribed ? this.catchUp(log) : this.subscribe(log)
     const generation = w.generation
     attempt.catch(err => {
-      if (failures === 0) this.opts.onError(err, `subscription to ${log} (retrying)`)
+      // One line per 10 s at most: a failover fails the catch-up of every log at once.
+      if (Date.now() - this.retryLogged > 10_000) {
+        this.retryLogged = Date.now()
+        this.opts.onError(err, `subscription to ${log} (and maybe others; retrying)`)
+      }
       setTimeout(() => {
         if (this.watches.get(log) === w && w.generation === generation) this.refresh(log, failures + 1)
       }, Math.min(100 * 2 ** failures, 2000)).unref()
