@@ -12,6 +12,9 @@ import { splitList } from '../src/config.js'
 
 type Client = Redis | Cluster
 
+/** How often the cluster subscriber checks the slot map (one CLUSTER SLOTS). */
+const SLOTS_REFRESH_MS = 5000
+
 declare module 'fastify' {
   interface FastifyInstance {
     /** null in single-instance mode (no REDIS_URL). */
@@ -320,9 +323,18 @@ async function redis (fastify: FastifyInstance): Promise<void> {
   }
   if (pub.status === 'ready') checkEviction()
   else pub.once('ready', checkEviction)
+  // A moved slot's old master drops its channels and ioredis looks the slot up again;
+  // asked of a node that has not heard of the move yet, it would never resubscribe. (Not
+  // ioredis's slotsRefreshInterval: a refresh under way at quit() re-arms its timer, and
+  // the process never exits.)
+  const subscriber = sub
+  const refresher = subscriber instanceof Cluster
+    ? setInterval(() => { if (subscriber.status === 'ready') subscriber.refreshSlotsCache() }, SLOTS_REFRESH_MS).unref()
+    : undefined
   fastify.decorate('redis', { pub, sub, reader, mode, nodes })
   fastify.decorate('isRedisConnected', () => pub.status === 'ready' && sub.status === 'ready' && reader.status === 'ready')
   fastify.addHook('onClose', async () => {
+    clearInterval(refresher)
     await Promise.all([quit(pub), quit(sub), quit(reader)])
   })
 }

@@ -5,7 +5,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { Type } from 'typebox'
-import { DegradedError, type Outgoing } from '../src/bus/bus.js'
+import { DegradedError, PartialPublishError, type Outgoing } from '../src/bus/bus.js'
+import { BROADCAST } from '../src/cursor.js'
 import { encodeBody } from '../src/frame.js'
 import { checkIdempotencyKey, fingerprint, IDEMPOTENCY_KEY, type Answer } from '../src/idempotency/idempotency.js'
 import { describeError, nestsDeeper } from '../src/notify-body.js'
@@ -23,6 +24,26 @@ function badBody (message: string): Error {
   return Object.assign(new Error(message), { statusCode: 400 })
 }
 
+const names = (logs: string[]): string => logs.map(log => log === BROADCAST ? 'the broadcast' : log).join(', ')
+
+/**
+ * The answer to a publish that reached some of its logs only: it says, per event, which
+ * topics got it, so the publisher retries the rest alone rather than the whole request.
+ */
+function partialAnswer (err: PartialPublishError, single: boolean): Answer {
+  const incomplete = err.unpublished.flatMap((logs, i) => logs.length === 0 ? [] : [i])
+  const what = incomplete.map(i => {
+    const event = single ? 'the event' : `body[${i}]`
+    return err.published[i].length === 0 ? `${event} did not reach ${names(err.unpublished[i])}` : `${event} reached ${names(err.published[i])} but not ${names(err.unpublished[i])}`
+  }).join('; ')
+  const message = `published in part (${err.message}): ${what}; a retry of this request would deliver again what was published: publish the rest alone`
+  return {
+    statusCode: 503,
+    body: { ...errorBody(503, message), ids: err.ids, published: err.published, unpublished: err.unpublished },
+    sent: 'partial'
+  }
+}
+
 export default async function notifyRoute (app: FastifyInstance): Promise<void> {
   const fastify = app.withTypeProvider<TypeBoxTypeProvider>()
   const cfg = fastify.config
@@ -36,6 +57,15 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
   // The answers, serialized by fast-json-stringify rather than JSON.stringify. The auth and
   // limits plugins add theirs (401, 403, 429, 503 under pressure) when they are on.
   const Id = Type.Union([Type.String(), Type.Null()])
+  // A publish that reached some logs only: per event, its id and its topics that got it or not.
+  const Partial = Type.Object({
+    statusCode: Type.Integer(),
+    error: Type.String(),
+    message: Type.String(),
+    ids: Type.Array(Id),
+    published: Type.Array(Type.Array(Type.String())),
+    unpublished: Type.Array(Type.Array(Type.String()))
+  })
   const Accepted = Type.Object({
     id: Type.Optional(Id),
     ids: Type.Array(Id),
@@ -56,8 +86,12 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
     413: errorResponse(`The body is over BODY_LIMIT_BYTES (${cfg.BODY_LIMIT_BYTES}).`),
     415: errorResponse('The body is not application/json.'),
     422: errorResponse('Idempotency-Key: the key was used for a request with another body.'),
-    503: errorResponse('Not published, retry later (Retry-After): Redis is down and PUBLISH_WHEN_DEGRADED=reject, the outbox is full (OUTBOX_MAX_EVENTS), ' +
-      'the Idempotency-Key cannot be checked, or publishing through Redis failed mid-way (then it may or may not have been sent: retry with an Idempotency-Key).', RETRY_AFTER)
+    503: Type.Union([Partial, errorResponse('')], {
+      'x-response-description': 'Not published, retry later (Retry-After): Redis is down and PUBLISH_WHEN_DEGRADED=reject, the outbox is full (OUTBOX_MAX_EVENTS), ' +
+        'the Idempotency-Key cannot be checked, or publishing through Redis failed mid-way (then it may or may not have been sent: retry with an Idempotency-Key). ' +
+        'An event of several topics that reached some of them only (a master of a Redis Cluster down) gets the partial answer: per event its id and the topics that got it and did not.',
+      headers: RETRY_AFTER
+    })
   }
   // Documented only: the parser takes one event or an array (a batch) and validates a batch;
   // the handler checks the header itself, to answer with its own message.
@@ -112,6 +146,7 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
     try {
       result = await fastify.bus.publish(events)
     } catch (err) {
+      if (err instanceof PartialPublishError) return partialAnswer(err, single)
       return err instanceof DegradedError
         ? { statusCode: 503, body: errorBody(503, err.message), sent: 'nothing', retryAfter: '1' }
         : { statusCode: 503, body: errorBody(503, `publishing through Redis failed (${(err as Error).message}); the event may or may not have been sent`), sent: 'unknown', retryAfter: '1' }

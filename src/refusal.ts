@@ -35,7 +35,7 @@ export interface DocumentedRoute {
 /**
  * Adds an error answer to a route's response schemas: it is documented (API docs), and its
  * body serialized as an ErrorBody. A status the route has already gets the description
- * appended. The schema is copied, not changed in place: routes may share one.
+ * appended and keeps its body schema. The schema is copied, not changed in place: routes may share one.
  */
 export function documentAnswer (route: DocumentedRoute, statusCode: number, description: string, headers: Record<string, TSchema> = {}): void {
   if (route.schema?.hide === true) return
@@ -44,7 +44,12 @@ export function documentAnswer (route: DocumentedRoute, statusCode: number, desc
   const before = existing?.['x-response-description']
   if (before?.includes(description) === true) return
   const text = before === undefined ? description : `${before}\n\n${description}`
-  route.schema = { ...route.schema, response: { ...responses, [statusCode]: errorResponse(text, { ...existing?.headers, ...headers }) } }
+  const allHeaders = { ...existing?.headers, ...headers }
+  // A status the route answers already keeps its own body schema (a union, say): only its text and headers grow.
+  const answer = existing === undefined
+    ? errorResponse(text, allHeaders)
+    : { ...existing, 'x-response-description': text, ...(Object.keys(allHeaders).length > 0 && { headers: allHeaders }) }
+  route.schema = { ...route.schema, response: { ...responses, [statusCode]: answer } }
 }
 
 /** How a temporary refusal of an SSE route is documented besides its status code. */

@@ -70,3 +70,23 @@ export class DegradedError extends Error {
     this.name = 'DegradedError'
   }
 }
+
+/**
+ * A publish that reached some of its logs and not others (an event of several topics on
+ * masters one of which refused, a batch over several logs): per event, the id it got (its
+ * position in its first topic, null when that one did not get it) and its topics ('*': a
+ * broadcast) that got it and that did not, or may not have.
+ */
+export class PartialPublishError extends Error {
+  readonly ids: Array<string | null>
+  readonly published: string[][]
+  readonly unpublished: string[][]
+
+  constructor (ids: Array<string | null>, published: string[][], unpublished: string[][], cause: Error) {
+    super(cause.message)
+    this.name = 'PartialPublishError'
+    this.ids = ids
+    this.published = published
+    this.unpublished = unpublished
+  }
+}

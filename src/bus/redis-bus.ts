@@ -8,12 +8,12 @@ import { randomBytes } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
 import { BROADCAST } from '../cursor.js'
 import { compareIds, idMillis } from '../event-id.js'
-import { DegradedError, type Bus, type BusListener, type LogHistory, type Outgoing, type PublishResult } from './bus.js'
+import { DegradedError, PartialPublishError, type Bus, type BusListener, type LogHistory, type Outgoing, type PublishResult } from './bus.js'
 import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
-import { keyLog, logKey, MessageReader, pack, parseHistory, scratchKey, type HistoryReply } from './redis-wire.js'
+import { keyLog, logKey, MessageReader, pack, parseHistory, type HistoryReply } from './redis-wire.js'
 
 interface BusCommands {
-  ssePublish (key: string, scratch: string, ...args: Array<string | number | Buffer>): Promise<string[]>
+  ssePublish (key: string, ...args: Array<string | number | Buffer>): Promise<string[]>
   sseHistory (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
 }
 
@@ -53,8 +53,13 @@ interface Watch {
   subscribed: boolean
   /** Its readers went live before it was subscribed, at this time (as a position). */
   since: string | null
-  /** Positions the last history read delivered, which live messages may repeat. */
-  read: Set<string> | null
+  /**
+   * The newest position the last history read saw: live messages up to it may come after
+   * its reply (another connection) and repeat what it covered. Null once one passes it.
+   */
+  covered: string | null
+  /** History reads of the log waiting for it to go live (see untilLive). */
+  reads: Array<() => void> | null
 }
 
 interface Pending { event: Outgoing, waiter: Waiter, index: number }
@@ -64,7 +69,23 @@ interface SharedRead {
   from: string
   sharers: Array<{ after: string, resolve: (r: HistoryReply) => void, reject: (err: Error) => void }>
 }
-interface Waiter { ids: Array<string | null>, left: number, failed: Error | null, resolve: (ids: Array<string | null>) => void, reject: (err: Error) => void }
+interface Waiter {
+  ids: Array<string | null>
+  events: Outgoing[]
+  /** The events that did not reach all their logs: the logs they reached (null until one). */
+  reached: Map<number, string[]> | null
+  left: number
+  failed: Error | null
+  resolve: (ids: Array<string | null>) => void
+  reject: (err: Error) => void
+}
+
+/** The copies of an event of several topics stopped at a log: those before it got theirs. */
+class CopiesFailed extends Error {
+  constructor (readonly written: string[], readonly positions: string[], readonly reason: Error) {
+    super(reason.message)
+  }
+}
 
 /** Events per script call, past which a turn's publishes to one log go as several calls. */
 const CALL_EVENTS = 256
@@ -89,8 +110,12 @@ export class RedisBus implements Bus {
   /** Reads so far, for /metrics (a storm's cost). */
   historyReads = 0
   private readonly watches = new Map<string, Watch>()
+  /** When a failed (re)subscription was last logged. */
+  private retryLogged = 0
   /** Events delivered here during an outage, to be published once Redis is back. */
   private readonly outbox: Outgoing[] = []
+  /** Copies of an outbox event of several topics already written, when the rest failed. */
+  private readonly outboxCopies = new WeakMap<Outgoing, { uid: string, positions: string[] }>()
   private draining = false
   /** Publishes of this event-loop turn, in order. */
   private turn: Pending[] | null = null
@@ -106,15 +131,18 @@ export class RedisBus implements Bus {
   constructor (opts: RedisBusOptions) {
     this.opts = opts
     this.pub = opts.pub as Client
-    this.pub.defineCommand('ssePublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT })
+    this.pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
     this.reader = (opts.reader ?? opts.pub) as Client
     this.reader.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
     if (this.reader !== this.pub) this.reader.on('ready', () => this.resubscribeAll())
     opts.sub.on('smessageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message))
-    // A standalone subscriber comes back through 'ready'; a cluster's sharded subscribers
-    // resubscribe by themselves when a node returns ('+node'): both are when to catch up.
+    // A standalone subscriber comes back through 'ready'. A cluster's sharded subscribers
+    // resubscribe by themselves after a lost connection, a failover or a slot that moved,
+    // then say 'subscribersReady' (in the same turn: nothing has arrived yet): what was
+    // published meanwhile went nowhere, so catch up from history, holding what comes live.
     opts.sub.on('ready', () => this.resubscribeAll())
-    opts.sub.on('+node', () => this.scheduleCatchUp())
+    opts.sub.on('subscribersReady', () => this.resubscribeAll())
+    opts.sub.on('+node', () => this.resubscribeAll())
     // Subscribing also reads history: it needs both connections.
     opts.pub.on('ready', () => {
       this.drainOutbox()
@@ -153,7 +181,7 @@ export class RedisBus implements Bus {
         timer = setTimeout(() => reject(new Error('this instance\'s own subscription did not receive its probe event within 10 s')), 10_000)
       })
       try {
-        await this.pub.ssePublish(key, scratchKey(this.opts.prefix, log), 1, 60_000, pack([{ event: { topics: [log], body: 'data: probe\n\n' }, uid: '', priors: '' }], this.opts.instanceId))
+        await this.pub.ssePublish(key, 1, 60_000, pack([{ event: { topics: [log], body: 'data: probe\n\n' }, uid: '', priors: '' }], this.opts.instanceId))
       } catch (err) {
         throw new Error(`the publish script (EVAL/EVALSHA, XADD, XTRIM, PEXPIRE, SPUBLISH) is refused: ${(err as Error).message}`)
       }
@@ -212,6 +240,7 @@ export class RedisBus implements Bus {
   }
 
   async history (log: string, after: string | null | undefined): Promise<LogHistory> {
+    await this.untilLive(log)
     if (after === undefined) return { events: [], gap: true, last: (await this.limited(async () => await this.read(log, '', 'head'))).last }
     // A reconnect storm: the clients of a dead instance resume the same topics from the
     // same or nearby positions. Resumes of a log join its read while that waits for a
@@ -236,6 +265,23 @@ export class RedisBus implements Bus {
     }
     const entry = read
     return await new Promise((resolve, reject) => entry.sharers.push({ after: after ?? '', resolve, reject }))
+  }
+
+  /**
+   * A resume reads its logs' history only once they are subscribed and live: read before,
+   * it would miss what is published before the subscription's first read, which moves this
+   * instance's head past it. Not longer than a new stream waits for its subscription.
+   */
+  private async untilLive (log: string): Promise<void> {
+    const w = this.watches.get(log)
+    if (w === undefined || w.held === null) return
+    await new Promise<void>(resolve => {
+      const timer = setTimeout(resolve, SUBSCRIBE_WAIT_MS).unref()
+      ;(w.reads ??= []).push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
   }
 
   // The read went from the oldest position asked; a later one found in it is served from
@@ -273,13 +319,13 @@ export class RedisBus implements Bus {
       if (w.held === null) this.opts.listener.ready(log, undefined)
       return
     }
-    this.watches.set(log, { held: [], linger: null, generation: 0, subscribed: false, since: null, read: null })
+    this.watches.set(log, { held: [], linger: null, generation: 0, subscribed: false, since: null, covered: null, reads: null })
     // Redis down, or slow to answer: the log's readers go live on this instance's events
     // alone, and the subscription, once made, brings the rest.
     const sub = this.opts.sub as Redis
     if (sub.status !== 'ready' || this.pub.status !== 'ready') this.openUnsubscribed(log)
     else setTimeout(() => { if (this.watches.get(log)?.subscribed === false) this.openUnsubscribed(log) }, SUBSCRIBE_WAIT_MS).unref()
-    this.subscribe(log).catch(err => this.opts.onError(err, `subscribe to ${log}`))
+    this.refresh(log, 0)
   }
 
   // Its readers go live before the subscription: once made, it brings what was published
@@ -319,7 +365,7 @@ export class RedisBus implements Bus {
   // trip and one Pub/Sub message per log, whatever the number of publishers.
   private async enqueue (events: Outgoing[]): Promise<Array<string | null>> {
     return await new Promise((resolve, reject) => {
-      const waiter: Waiter = { ids: new Array(events.length).fill(null), left: events.length, failed: null, resolve, reject }
+      const waiter: Waiter = { ids: new Array(events.length).fill(null), events, reached: null, left: events.length, failed: null, resolve, reject }
       if (this.turn === null) {
         this.turn = []
         setImmediate(this.sendTurn)
@@ -361,7 +407,7 @@ export class RedisBus implements Bus {
         const part = list.slice(from, from + CALL_EVENTS)
         calls.push(this.send(log, part.map(p => ({ event: p.event, uid: '', priors: '' })), '').then(
           ids => { for (let i = 0; i < part.length; i++) settle(part[i], ids[i], null) },
-          err => { for (const p of part) settle(p, null, err as Error) }
+          err => { for (const p of part) settle(p, null, err as Error, []) }
         ))
       }
     }
@@ -385,27 +431,36 @@ export class RedisBus implements Bus {
       try {
         settle(p, await this.sendCopies(p.event, ''), null)
       } catch (err) {
-        settle(p, null, err as Error)
+        const failed = err as CopiesFailed
+        const first = failed.written.indexOf(topics[0])
+        settle(p, first === -1 ? null : failed.positions[first], failed.reason, failed.written)
       }
     }
     await flushRun()
   }
 
-  /** The copies of an event of several topics, in their logs' order; its position in its first topic. */
-  private async sendCopies (event: Outgoing, origin: string): Promise<string> {
-    const uid = `${this.uidStem}.${(this.uidCount++).toString(36)}`
+  /**
+   * The copies of an event of several topics, in their logs' order; its position in its
+   * first topic. `done` (its uid and the positions written so far) lets a retry go on
+   * from the copy that failed rather than write the first ones again.
+   */
+  private async sendCopies (event: Outgoing, origin: string, done = { uid: `${this.uidStem}.${(this.uidCount++).toString(36)}`, positions: [] as string[] }): Promise<string> {
+    const { uid, positions } = done
     const sorted = [...event.topics!].sort()
-    const positions: string[] = []
-    for (const log of sorted) {
-      const [id] = await this.send(log, [{ event, uid, priors: positions.join(',') }], origin)
-      positions.push(id)
+    for (const log of sorted.slice(positions.length)) {
+      try {
+        const [id] = await this.send(log, [{ event, uid, priors: positions.join(',') }], origin)
+        positions.push(id)
+      } catch (err) {
+        throw new CopiesFailed(sorted.slice(0, positions.length), positions, err as Error)
+      }
     }
     return positions[sorted.indexOf(event.topics![0])]
   }
 
   private async send (log: string, part: Array<{ event: Outgoing, uid: string, priors: string }>, origin: string): Promise<string[]> {
     const started = performance.now()
-    const ids = await this.pub.ssePublish(logKey(this.opts.prefix, log), scratchKey(this.opts.prefix, log), this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
+    const ids = await this.pub.ssePublish(logKey(this.opts.prefix, log), this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
     this.opts.answered?.('publish', performance.now() - started)
     return ids
   }
@@ -444,8 +499,11 @@ export class RedisBus implements Bus {
   private async drain (): Promise<void> {
     while (this.outbox.length > 0 && this.pub.status === 'ready') {
       const event = this.outbox[0]
-      if (event.topics !== null && event.topics.length > 1) await this.sendCopies(event, this.opts.instanceId)
-      else await this.send(event.topics?.[0] ?? BROADCAST, [{ event, uid: '', priors: '' }], this.opts.instanceId)
+      if (event.topics !== null && event.topics.length > 1) {
+        let done = this.outboxCopies.get(event)
+        if (done === undefined) this.outboxCopies.set(event, done = { uid: `${this.uidStem}.${(this.uidCount++).toString(36)}`, positions: [] })
+        await this.sendCopies(event, this.opts.instanceId, done)
+      } else await this.send(event.topics?.[0] ?? BROADCAST, [{ event, uid: '', priors: '' }], this.opts.instanceId)
       this.outbox.shift()
     }
   }
@@ -467,9 +525,9 @@ export class RedisBus implements Bus {
   }
 
   // Records come in the log's order, but a history read on the other connection may have
-  // delivered them already (its reply can overtake the message). Any other record at or
-  // before the head means the log went back (Redis lost it, and its clock is behind):
-  // its readers must resume and be told.
+  // covered them already (held while it was under way, or its reply overtook them). Any
+  // other record at or before the head means the log went back (Redis lost it, and its
+  // clock is behind): its readers must resume and be told.
   private deliverMessage (log: string, message: Buffer): void {
     const reader = this.records
     const listener = this.opts.listener
@@ -479,12 +537,12 @@ export class RedisBus implements Bus {
     while (reader.next()) {
       const head = listener.head(log)
       if (head !== null && compareIds(reader.position, head) <= 0) {
-        if (w?.read?.has(reader.position) === true) continue
+        if (w !== undefined && w.covered !== null && compareIds(reader.position, w.covered) <= 0) continue
         listener.lost(log)
         listener.ready(log, reader.position)
         continue
       }
-      if (w !== undefined) w.read = null
+      if (w !== undefined) w.covered = null
       this.deliverRecord(log, reader, clock)
     }
   }
@@ -496,32 +554,8 @@ export class RedisBus implements Bus {
     else listener.deliver({ log, position: reader.position, uid: reader.uid, topics: reader.topics, body: reader.body, priors: reader.priors, acceptedAt: clock.appendedAt(reader.position) })
   }
 
-  /**
-   * Hands the hub the held records at or before `head` (published between SSUBSCRIBE and
-   * the head read) while the log is not ready yet: a resuming client whose history read
-   * came before them holds them; new clients start at the head and skip them. Leaves the
-   * rest held.
-   */
-  private deliverCovered (log: string, w: Watch, head: string | null): void {
-    const held = w.held
-    if (held === null || head === null) return
-    const reader = this.records
-    const clock = new ArrivalClock()
-    for (let i = 0; i < held.length; i++) {
-      reader.reset(held[i])
-      while (reader.next()) {
-        if (compareIds(reader.position, head) > 0) {
-          w.held = [held[i].subarray(reader.start), ...held.slice(i + 1)]
-          return
-        }
-        this.deliverRecord(log, reader, clock)
-      }
-    }
-    w.held = []
-  }
-
-  // Subscribe first, then read the head: a message published in between is held; the
-  // clients that wait for the log start after the head, resuming ones may still need it.
+  // Subscribe first, then read the head: a message published in between is held, and
+  // dropped if the head already covers it (resumes read history after it: untilLive).
   private async subscribe (log: string): Promise<void> {
     const w = this.watches.get(log)
     if (w === undefined || this.closing) return
@@ -536,19 +570,16 @@ export class RedisBus implements Bus {
     w.subscribed = true
     w.since = null
     if (since === null) {
-      this.deliverCovered(log, w, reply.last)
       this.opts.listener.ready(log, reply.last)
     } else {
       this.deliverHistory(log, reply)
       this.opts.listener.ready(log, undefined)
     }
-    this.release(log, w)
+    this.release(log, w, reply.last)
   }
 
   private deliverHistory (log: string, reply: HistoryReply): void {
     const listener = this.opts.listener
-    const w = this.watches.get(log)
-    if (w !== undefined) w.read = new Set(reply.events.map(d => d.position!))
     const clock = new ArrivalClock()
     for (const d of reply.events) {
       const head = listener.head(log)
@@ -563,31 +594,42 @@ export class RedisBus implements Bus {
     }
   }
 
-  /** Delivers what was held (after the head read: see deliverCovered). */
-  private release (log: string, w: Watch): void {
+  /** Goes live after a read that saw the log up to `covered`: held messages follow. */
+  private release (log: string, w: Watch, covered: string | null): void {
     const held = w.held ?? []
     w.held = null
+    w.covered = covered
     for (const message of held) this.deliverMessage(log, message)
+    const reads = w.reads
+    w.reads = null
+    if (reads !== null) for (const go of reads) go()
   }
 
   private resubscribeAll (): void {
     if (this.closing || this.opts.sub.status !== 'ready' || this.pub.status !== 'ready' || this.reader.status !== 'ready') return
-    for (const [log, w] of this.watches) {
-      const next = w.subscribed ? this.catchUp(log) : this.subscribe(log)
-      next.catch(err => this.opts.onError(err, `catch-up of ${log}`))
-    }
+    for (const log of this.watches.keys()) this.refresh(log, 0)
   }
 
-  private catchUpTimer: NodeJS.Timeout | null = null
-  private scheduleCatchUp (): void {
-    if (this.catchUpTimer !== null || this.closing) return
-    this.catchUpTimer = setTimeout(() => {
-      this.catchUpTimer = null
-      for (const [log, w] of this.watches) {
-        const next = w.subscribed ? this.catchUp(log) : this.subscribe(log)
-        next.catch(err => this.opts.onError(err, `catch-up of ${log}`))
+  /**
+   * (Re)subscribes to a log and catches it up, again after a failure (a slot that moved
+   * answers MOVED until the subscriber knows its new master) for as long as it is watched:
+   * until one succeeds its live messages are held, and a log left held would stall.
+   */
+  private refresh (log: string, failures: number): void {
+    const w = this.watches.get(log)
+    if (w === undefined || this.closing) return
+    const attempt = w.subscribed ? this.catchUp(log) : this.subscribe(log)
+    const generation = w.generation
+    attempt.catch(err => {
+      // One line per 10 s at most: a failover fails the catch-up of every log at once.
+      if (Date.now() - this.retryLogged > 10_000) {
+        this.retryLogged = Date.now()
+        this.opts.onError(err, `subscription to ${log} (and maybe others; retrying)`)
       }
-    }, 500).unref()
+      setTimeout(() => {
+        if (this.watches.get(log) === w && w.generation === generation) this.refresh(log, failures + 1)
+      }, Math.min(100 * 2 ** failures, 2000)).unref()
+    })
   }
 
   // (Re)connected: (re)subscribe (a cluster's sharded subscribers did already: again is
@@ -610,7 +652,7 @@ export class RedisBus implements Bus {
       this.deliverHistory(log, reply)
       listener.ready(log, undefined)
     }
-    this.release(log, w)
+    this.release(log, w, reply.last)
   }
 }
 
@@ -627,11 +669,21 @@ class ArrivalClock {
   }
 }
 
-function settle (p: Pending, id: string | null, err: Error | null): void {
+/**
+ * One event's outcome (`reached`: the logs it got to, when it failed); the last of its
+ * publish settles the whole: all published, some (which, per event), or none.
+ */
+function settle (p: Pending, id: string | null, err: Error | null, reached?: string[]): void {
   const w = p.waiter
-  if (err !== null) w.failed = err
-  else w.ids[p.index] = id
+  w.ids[p.index] = id
+  if (err !== null) {
+    w.failed = err
+    ;(w.reached ??= new Map()).set(p.index, reached ?? [])
+  }
   if (--w.left > 0) return
-  if (w.failed !== null) w.reject(w.failed)
-  else w.resolve(w.ids)
+  if (w.failed === null) return w.resolve(w.ids)
+  const published = w.events.map((e, i) => w.reached!.get(i) ?? e.topics ?? [BROADCAST])
+  if (published.every(logs => logs.length === 0)) return w.reject(w.failed)
+  const unpublished = w.events.map((e, i) => (e.topics ?? [BROADCAST]).filter(log => !published[i].includes(log)))
+  w.reject(new PartialPublishError(w.ids, published, unpublished, w.failed))
 }

@@ -3,16 +3,16 @@
 // The records PUBLISH_SCRIPT sends are read by redis-wire.ts's MessageReader; a test
 // runs both against a real Redis so they cannot drift.
 
-// KEYS[1] the log's stream, also its sharded channel; KEYS[2] its scratch key (scratchKey).
-// ARGV: maxlen, ttl ms, then the events as pack() writes them:
+// KEYS[1] the log's stream, also its sharded channel (one key: a multi-key call gets
+// TRYAGAIN while its slot migrates). ARGV: maxlen, ttl ms, then the events as pack() writes them:
 // "<uid>\n<priors>\n<topics>\n<origin>\n<body bytes>\n<body>"
 // each. Appends each (Redis gives the positions), trims by age, and publishes the records
 // "<position>\n<uid>\n<priors>\n<topics>\n<origin>\n<body bytes>\n<body>" as one message. A refused
 // step after the appends takes them back, so a refused publish leaves nothing to replay.
-// A log that holds only this call's events (new, or all older ones trimmed) is copied to
-// fit: Redis allocates a new stream node for stream-node-max-bytes (4 KB by default).
+// A log that holds only this call's events (new, or all older ones trimmed) is dumped and
+// restored to fit: Redis allocates a new stream node for stream-node-max-bytes (4 KB).
 export const PUBLISH_SCRIPT = `
-local key, scratch = KEYS[1], KEYS[2]
+local key = KEYS[1]
 local maxlen, ttl = ARGV[1], tonumber(ARGV[2])
 local packed, pos, find, sub = ARGV[3], 1, string.find, string.sub
 local ids, parts, n = {}, {}, 0
@@ -62,10 +62,15 @@ if ttl > 0 then
 end
 local r = redis.pcall('SPUBLISH', key, table.concat(parts))
 if type(r) == 'table' and r.err then return undo(r) end
--- Only memory is at stake here: a user without COPY or RENAME keeps the 4 KB node.
-if redis.pcall('XLEN', key) == #ids and redis.pcall('COPY', key, scratch, 'REPLACE') == 1 then
-  r = redis.pcall('RENAME', scratch, key)
-  if type(r) == 'table' and r.err then redis.pcall('DEL', scratch) end
+-- Only memory is at stake here: a user without DUMP or RESTORE keeps the 4 KB node. The
+-- dump keeps entries-added and the last and deleted ids the gap check reads; the TTL is
+-- given back as it was.
+if redis.pcall('XLEN', key) == #ids then
+  local dump = redis.pcall('DUMP', key)
+  if type(dump) == 'string' then
+    local left = redis.pcall('PTTL', key)
+    redis.pcall('RESTORE', key, type(left) == 'number' and left > 0 and left or 0, dump, 'REPLACE')
+  end
 end
 return ids
 `

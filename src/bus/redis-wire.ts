@@ -9,11 +9,6 @@ export function logKey (prefix: string, log: string): string {
   return `${prefix}{${log}}`
 }
 
-/** Where the publish script copies a log to fit it (same hash tag; keyLog says it is no log). */
-export function scratchKey (prefix: string, log: string): string {
-  return `${logKey(prefix, log)}:copy`
-}
-
 /** The log of a key or channel logKey made, null when it is none. */
 export function keyLog (prefix: string, key: string): string | null {
   if (!key.startsWith(prefix + '{') || !key.endsWith('}')) return null
@@ -59,8 +54,6 @@ export class MessageReader {
   topics: string[] | null = null
   origin = ''
   body: Buffer = Buffer.alloc(0)
-  /** Where the record last read begins in its message. */
-  start = 0
   private message: Buffer = Buffer.alloc(0)
   private pos = 0
 
@@ -74,7 +67,6 @@ export class MessageReader {
     const m = this.message
     const pos = this.pos
     if (pos >= m.length) return false
-    this.start = pos
     const a = m.indexOf(10, pos)
     const b = m.indexOf(10, a + 1)
     const c = m.indexOf(10, b + 1)

@@ -20,8 +20,11 @@ export interface IdempotencyStore {
 export interface Answer {
   statusCode: number
   body: unknown
-  /** A refusal: nothing was published (the key is freed), or something may have been (it stays taken). */
-  sent?: 'nothing' | 'unknown'
+  /**
+   * A refusal: nothing was published (the key is freed), something may have been (it
+   * stays taken), or part was, as the answer says (it is kept as the answer to retries).
+   */
+  sent?: 'nothing' | 'unknown' | 'partial'
   retryAfter?: string
   /** The answer an earlier request with the same key got. */
   replayed?: boolean
@@ -111,7 +114,7 @@ export class Idempotency {
       await this.settle(key, mine, unknown(digest, (err as Error).message))
       throw err
     }
-    if (answer.statusCode >= 200 && answer.statusCode < 300) {
+    if ((answer.statusCode >= 200 && answer.statusCode < 300) || answer.sent === 'partial') {
       await this.settle(key, mine, JSON.stringify({ state: 'done', fingerprint: digest, statusCode: answer.statusCode, body: answer.body } satisfies KeyRecord))
     } else if (answer.sent === 'unknown') {
       const body = answer.body as { message?: unknown }

@@ -71,6 +71,12 @@ export interface TestCluster {
   waitForReplication: (timeoutMs?: number) => Promise<void>
   /** Moves `slots` slots from master `fromPort` to master `toPort` (redis-cli --cluster reshard). */
   reshard: (fromPort: number, toPort: number, slots: number) => Promise<void>
+  /**
+   * Moves one slot to master `toPort` step by step as redis-cli does (IMPORTING, MIGRATING,
+   * MIGRATE of its keys, SETSLOT NODE everywhere), awaiting `between(step)` after the first
+   * two steps so a test can act while the slot is half-moved.
+   */
+  moveSlot: (slot: number, toPort: number, between?: (step: 'migrating' | 'keys-moved') => Promise<void>) => Promise<void>
   /** A one-shot command on one node. */
   command: (port: number, ...args: Array<string | number>) => Promise<unknown>
   stop: () => Promise<void>
@@ -429,6 +435,27 @@ export async function startCluster (t: Teardown, opts: ClusterOptions = {}): Pro
       if (from?.role !== 'master' || to?.role !== 'master') throw new Error('reshard needs two masters')
       await cli('--cluster', 'reshard', `127.0.0.1:${fromPort}`,
         '--cluster-from', from.id, '--cluster-to', to.id, '--cluster-slots', String(slots), '--cluster-yes')
+      await cluster.waitForState(true)
+    },
+    async moveSlot (slot, toPort, between = async () => {}) {
+      const nodes = await cluster.topology()
+      const from = nodes.find(n => n.role === 'master' && n.slots.some(([a, b]) => slot >= a && slot <= b))
+      const to = nodes.find(n => n.port === toPort)
+      if (from === undefined || to?.role !== 'master' || from === to) throw new Error(`slot ${slot} cannot move to ${toPort}`)
+      await command(to.port, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', from.id)
+      await command(from.port, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', to.id)
+      await between('migrating')
+      const migrateAuth = opts.password === undefined ? [] : opts.username === undefined ? ['AUTH', opts.password] : ['AUTH2', opts.username, opts.password]
+      for (;;) {
+        const keys = await command(from.port, 'CLUSTER', 'GETKEYSINSLOT', slot, 100) as string[]
+        if (keys.length === 0) break
+        await command(from.port, 'MIGRATE', '127.0.0.1', to.port, '', 0, 5000, ...migrateAuth, 'KEYS', ...keys)
+      }
+      await between('keys-moved')
+      // The new owner first, then the old one (it stops redirecting with ASK), then the rest.
+      for (const n of [to, from, ...nodes.filter(n => n.role === 'master' && n !== to && n !== from)]) {
+        await command(n.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', to.id)
+      }
       await cluster.waitForState(true)
     },
     stop

@@ -4,6 +4,7 @@ import t from 'tap'
 import { connect, type Socket } from 'node:net'
 import { notify, openStream, startInstance } from '../helpers/instance.js'
 import { TestRedis } from '../helpers/redis.js'
+import { startCluster } from '../helpers/redis-cluster.js'
 
 const redis = await TestRedis.start()
 t.teardown(() => redis.stop())
@@ -52,6 +53,27 @@ t.test('with Redis the limit counts across instances, and a Redis outage does no
     const res = await notify(soloUrl, { data: i })
     t.equal(res.status, 202, 'Redis unreachable: publishes pass the limit rather than fail')
   }
+})
+
+t.test('on a Redis Cluster the limits count across instances: one key per address, one slot per script', async t => {
+  const cluster = await startCluster(t, { replicas: 0 })
+  const prefix = `rc${Math.random().toString(36).slice(2, 8)}:`
+  const config = { REDIS_URL: cluster.url, REDIS_PREFIX: prefix, RATE_LIMIT_PUBLISH: 3, RATE_LIMIT_STREAMS: 2, REDIS_CONNECT_TIMEOUT_MS: 3000 }
+  const [a, b] = await Promise.all([startInstance(t, config), startInstance(t, config)])
+  t.equal(a.app.redis?.mode, 'cluster')
+  for (const [i, n] of [a, b, a].entries()) t.equal((await notify(n.url, { data: i })).status, 202)
+  t.equal((await notify(b.url, { data: 4 })).status, 429, 'the fourth publish, on the other instance, is over the shared limit')
+  await openStream(t, `${a.url}/stream`)
+  await openStream(t, `${b.url}/stream`)
+  const third = await fetch(`${a.url}/stream`)
+  t.equal(third.status, 429, 'the third new stream, on the first instance again, is over the shared limit')
+  await third.body?.cancel()
+  // The counters are cluster keys (the limits went through the cluster, not a local store).
+  const keys: string[] = []
+  for (const port of cluster.nodes.filter(n => n.role === 'master').map(n => n.port)) {
+    keys.push(...await cluster.command(port, 'KEYS', `${prefix}rate:*`) as string[])
+  }
+  t.equal(keys.length, 2, `one counter per limit and address: ${keys.join(', ')}`)
 })
 
 t.test('under pressure new streams and publishes get 503; open streams, /health and /metrics go on', async t => {

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { Outgoing } from '../../../src/bus/bus.js'
 import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from '../../../src/bus/redis-scripts.js'
-import { keyLog, logKey, MessageReader, pack, parseHistory, parseTopicsField, scratchKey } from '../../../src/bus/redis-wire.js'
+import { keyLog, logKey, MessageReader, pack, parseHistory, parseTopicsField } from '../../../src/bus/redis-wire.js'
 import { TestRedis } from '../../helpers/redis.js'
 
 interface Record { position: string, uid: string | null, priors: string | null, topics: string[] | null, origin: string, body: string }
@@ -36,8 +36,6 @@ t.test('logKey and keyLog: a log is its hash tag, and back', async t => {
   t.equal(keyLog('sse:', 'sse:news'), null, 'no hash tag')
   t.equal(keyLog('sse:', 'sse:{news'), null)
   t.equal(keyLog('', '{x}'), 'x')
-  t.equal(scratchKey('sse:', 'news'), 'sse:{news}:copy', 'the scratch key shares the log\'s hash tag')
-  t.equal(keyLog('sse:', scratchKey('sse:', 'news')), null, 'and is no log')
 })
 
 t.test('parseTopicsField: "" is a broadcast, else names joined by ","', async t => {
@@ -122,7 +120,7 @@ t.test('parseHistory reads HISTORY_SCRIPT\'s reply', async t => {
 })
 
 interface Commands {
-  ssePublish: (key: string, scratch: string, maxlen: number, ttl: number, packed: Buffer) => Promise<string[]>
+  ssePublish: (key: string, maxlen: number, ttl: number, packed: Buffer) => Promise<string[]>
   sseHistory: (key: string, after: string, mode: string) => Promise<Array<string | number>>
 }
 
@@ -132,7 +130,7 @@ t.test('the scripts on a real Redis: what is published is what subscribers and h
   const pub = new Redis(server.url) as Redis & Commands
   const sub = new Redis(server.url)
   t.teardown(() => { pub.disconnect(); sub.disconnect() })
-  pub.defineCommand('ssePublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT })
+  pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
   pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
   const key = logKey('t:', 'news')
   const got: Buffer[] = []
@@ -140,7 +138,7 @@ t.test('the scripts on a real Redis: what is published is what subscribers and h
   await sub.ssubscribe(key)
 
   const publish = async (events: Array<{ event: Outgoing, uid: string, priors: string }>, maxlen = 100, ttl = 0, origin = ''): Promise<string[]> =>
-    await pub.ssePublish(key, scratchKey('t:', 'news'), maxlen, ttl, pack(events, origin))
+    await pub.ssePublish(key, maxlen, ttl, pack(events, origin))
   const history = async (after: string, mode = 'read'): Promise<ReturnType<typeof parseHistory>> =>
     parseHistory('news', await pub.sseHistory(key, after, mode))
   const until = async (n: number): Promise<void> => {
@@ -217,11 +215,11 @@ t.test('HISTORY_SCRIPT: the newest trimmed position is a gap on Redis, unlike Me
   t.teardown(() => server.stop())
   const pub = new Redis(server.url) as Redis & Commands
   t.teardown(() => pub.disconnect())
-  pub.defineCommand('ssePublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT })
+  pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
   pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
   const key = logKey('t:', 'a')
   const ids: string[] = []
-  for (let i = 0; i < 4; i++) ids.push(...await pub.ssePublish(key, scratchKey('t:', 'a'), 2, 0, pack([{ event: { topics: ['a'], body: `data: ${i}\n\n` }, uid: '', priors: '' }], '')))
+  for (let i = 0; i < 4; i++) ids.push(...await pub.ssePublish(key, 2, 0, pack([{ event: { topics: ['a'], body: `data: ${i}\n\n` }, uid: '', priors: '' }], '')))
   // ids[0], ids[1] trimmed; a reader at ids[1] missed nothing, yet it gets a reset (unneeded, safe).
   // Differs from MemoryHistory: MAXLEN trimming leaves XINFO's max-deleted-entry-id at 0-0 (Redis 7.0.15), so the script cannot know ids[1] was the last trimmed.
   const h = parseHistory('a', await pub.sseHistory(key, ids[1], 'read'))
@@ -234,19 +232,19 @@ t.test('PUBLISH_SCRIPT trims by age (ttl ms) and sets the key to expire', async 
   t.teardown(() => server.stop())
   const pub = new Redis(server.url) as Redis & Commands
   t.teardown(() => pub.disconnect())
-  pub.defineCommand('ssePublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT })
+  pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
   pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
   const key = logKey('t:', 'old')
-  const [first] = await pub.ssePublish(key, scratchKey('t:', 'old'), 100, 50, pack([{ event: { topics: ['old'], body: 'data: old\n\n' }, uid: '', priors: '' }], ''))
+  const [first] = await pub.ssePublish(key, 100, 50, pack([{ event: { topics: ['old'], body: 'data: old\n\n' }, uid: '', priors: '' }], ''))
   await new Promise(resolve => setTimeout(resolve, 80))
   t.equal(await pub.exists(key), 0, 'expired with its ttl')
   t.same(parseHistory('old', await pub.sseHistory(key, first, 'read')).gap, true)
   // Margins a loaded machine keeps: a is past the 2 s age when c comes, the key is not.
-  const [a] = await pub.ssePublish(key, scratchKey('t:', 'old'), 100, 2000, pack([{ event: { topics: ['old'], body: 'data: a\n\n' }, uid: '', priors: '' }], ''))
+  const [a] = await pub.ssePublish(key, 100, 2000, pack([{ event: { topics: ['old'], body: 'data: a\n\n' }, uid: '', priors: '' }], ''))
   await new Promise(resolve => setTimeout(resolve, 1100))
-  await pub.ssePublish(key, scratchKey('t:', 'old'), 100, 2000, pack([{ event: { topics: ['old'], body: 'data: b\n\n' }, uid: '', priors: '' }], ''))
+  await pub.ssePublish(key, 100, 2000, pack([{ event: { topics: ['old'], body: 'data: b\n\n' }, uid: '', priors: '' }], ''))
   await new Promise(resolve => setTimeout(resolve, 1100))
-  const [c] = await pub.ssePublish(key, scratchKey('t:', 'old'), 100, 2000, pack([{ event: { topics: ['old'], body: 'data: c\n\n' }, uid: '', priors: '' }], ''))
+  const [c] = await pub.ssePublish(key, 100, 2000, pack([{ event: { topics: ['old'], body: 'data: c\n\n' }, uid: '', priors: '' }], ''))
   const h = parseHistory('old', await pub.sseHistory(key, '', 'read'))
   t.equal(h.gap, true, 'a was trimmed by age')
   t.notOk(h.events.some(e => e.position === a))
@@ -263,33 +261,32 @@ t.test('PUBLISH_SCRIPT fits a log that holds only its call\'s events: 1,000 one-
   t.teardown(() => server.stop())
   const pub = new Redis(server.url) as Redis & Commands
   t.teardown(() => pub.disconnect())
-  pub.defineCommand('ssePublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT })
+  pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
   pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
   const one = (log: string, body = 'event: created\ndata: {"id":42}\n\n'): Buffer => pack([{ event: { topics: [log], body }, uid: '', priors: '' }], '')
-  await pub.ssePublish(logKey('t:', 'warm'), scratchKey('t:', 'warm'), 1000, 86_400_000, one('warm'))
+  await pub.ssePublish(logKey('t:', 'warm'), 1000, 86_400_000, one('warm'))
   const before = await usedMemory(pub)
-  for (let i = 0; i < 1000; i++) await pub.ssePublish(logKey('t:', `u${i}`), scratchKey('t:', `u${i}`), 1000, 86_400_000, one(`u${i}`))
+  for (let i = 0; i < 1000; i++) await pub.ssePublish(logKey('t:', `u${i}`), 1000, 86_400_000, one(`u${i}`))
   const grown = await usedMemory(pub) - before
   t.ok(grown < 1_000_000, `1,000 one-event logs: ${grown} bytes of used_memory (Redis sizes a new stream's node for 4 KB)`)
-  t.equal(await pub.dbsize(), 1001, 'no scratch key left behind')
-  t.ok(await pub.pttl(logKey('t:', 'u7')) > 86_000_000, 'the copy keeps the ttl')
+  t.equal(await pub.dbsize(), 1001, 'one key per log, nothing else')
+  t.ok(await pub.pttl(logKey('t:', 'u7')) > 86_000_000, 'the restored key keeps the ttl')
 
-  // The copy keeps what HISTORY_SCRIPT reads: a log trimmed to this call's event still says it lost some.
+  // The restored key keeps what HISTORY_SCRIPT reads: a log trimmed to this call's event still says it lost some.
   const key = logKey('t:', 'kept')
   const ids: string[] = []
-  for (let i = 0; i < 4; i++) ids.push(...await pub.ssePublish(key, scratchKey('t:', 'kept'), 1, 0, one('kept', `data: ${i}\n\n`)))
+  for (let i = 0; i < 4; i++) ids.push(...await pub.ssePublish(key, 1, 0, one('kept', `data: ${i}\n\n`)))
   const info = await pub.xinfo('STREAM', key) as Array<string | number>
   const field = (name: string): unknown => info[info.indexOf(name) + 1]
   t.equal(field('length'), 1)
-  t.equal(field('entries-added'), 4, 'entries-added survives the copy')
+  t.equal(field('entries-added'), 4, 'entries-added survives the dump and restore')
   t.equal(field('last-generated-id'), ids[3])
   t.equal(await pub.pttl(key), -1, 'no ttl asked, none given')
-  t.equal(await pub.exists(scratchKey('t:', 'kept')), 0)
   const h = parseHistory('kept', await pub.sseHistory(key, '', 'read'))
   t.equal(h.gap, true, 'nothing seen, three trimmed: still a gap')
   t.same(h.events.map(e => e.body.toString()), ['data: 3\n\n'])
-  const [next] = await pub.ssePublish(key, scratchKey('t:', 'kept'), 10, 0, one('kept', 'data: 4\n\n'))
-  t.same(parseHistory('kept', await pub.sseHistory(key, ids[3], 'read')).events.map(e => e.position), [next], 'a copied log takes the next event as before')
+  const [next] = await pub.ssePublish(key, 10, 0, one('kept', 'data: 4\n\n'))
+  t.same(parseHistory('kept', await pub.sseHistory(key, ids[3], 'read')).events.map(e => e.position), [next], 'a restored log takes the next event as before')
 })
 
 /** A real Redis with HISTORY_SCRIPT, and entries written as PUBLISH_SCRIPT keeps them (fields u, p, t, o, b). */

@@ -81,6 +81,15 @@ t.test('a publish of unknown outcome keeps the key: retries get 409 saying so, a
   t.equal((await idem.run('k', 'g', publish)).statusCode, 422, 'another body is still 422')
 })
 
+t.test('a publish that went out in part keeps its answer: retries get it (which topics got it) and publish nothing', async t => {
+  const { idem } = setup()
+  const partial: Answer = { statusCode: 503, body: { message: 'published in part', published: [['a']], unpublished: [['b']] }, sent: 'partial' }
+  t.same(await idem.run('k', 'f', async () => partial), partial)
+  const { publish, calls } = counted()
+  t.same(await idem.run('k', 'f', publish), { statusCode: 503, body: partial.body, replayed: true })
+  t.equal(calls(), 0)
+})
+
 t.test('a publish that throws keeps the key as unknown, and the error goes on', async t => {
   const { idem } = setup()
   await t.rejects(idem.run('k', 'f', async () => { throw new Error('boom') }), { message: 'boom' })
