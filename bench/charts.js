@@ -14,7 +14,7 @@ import * as vega from 'vega'
 import { compile } from 'vega-lite'
 import { OUT_DIR, ROOT } from './targets.js'
 
-const WIDTH = 520
+const WIDTH = 480
 const FONT = 'Helvetica, Arial, sans-serif'
 
 function base (title, subtitle) {
@@ -22,7 +22,7 @@ function base (title, subtitle) {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: title, subtitle: subtitle.filter(Boolean), anchor: 'start', subtitleColor: '#555', font: FONT, subtitleFont: FONT },
     background: 'white',
-    config: { font: FONT, view: { stroke: null }, axis: { labelFont: FONT, titleFont: FONT }, legend: { labelFont: FONT, titleFont: FONT } }
+    config: { aria: false, font: FONT, view: { stroke: null }, axis: { labelFont: FONT, titleFont: FONT }, legend: { labelFont: FONT, titleFont: FONT, labelLimit: 0 } }
   }
 }
 
@@ -39,7 +39,7 @@ export function barChart ({ title, subtitle = [], axis, rows, format = ',.0f', d
   // The label goes right of the bar or of its rightmost dot, whichever is further.
   const bars = rows.filter(r => Number.isFinite(r.value)).map(r => ({ target: r.target, value: r.value, labelAt: Math.max(r.value, ...(r.rounds ?? []).filter(Number.isFinite)) }))
   const dots = rows.flatMap(r => (r.rounds ?? []).map((v, i) => ({ target: r.target, round: i + 1, value: v }))).filter(d => Number.isFinite(d.value))
-  const y = { field: 'target', type: 'nominal', title: null, sort: domain, axis: { labelLimit: 220 } }
+  const y = { field: 'target', type: 'nominal', title: null, sort: domain, axis: { labelLimit: 0 } }
   const x = { field: 'value', type: 'quantitative', title: axis, axis: { format: '~s' } }
   const layer = [
     { data: { values: bars }, mark: { type: 'bar', height: { band: 0.7 } }, encoding: { y, x, color: color(domain) } },
@@ -66,7 +66,7 @@ export function percentileChart ({ title, subtitle = [], series, domain = [...ne
     mark: { type: 'line', point: { size: 14 }, strokeWidth: 1.5, opacity: 0.85 },
     encoding: {
       x: { field: 'nines', type: 'quantitative', title: 'percentile', scale: { domain: [0, Math.max(1, maxNines)] }, axis: { values: ticks, labelExpr: "format(100 - 100 * pow(10, -datum.value), '.4~f') + '%'" } },
-      y: { field: 'ms', type: 'quantitative', title: 'latency, ms (log scale)', scale: { type: 'log' }, axis: { format: '~s', tickCount: 6 } },
+      y: { field: 'ms', type: 'quantitative', title: 'latency, ms (log scale)', scale: { type: 'log' }, axis: { format: ',~g', tickCount: 6 } },
       color: { ...color(domain), legend: { orient: 'top', direction: 'horizontal', title: null } },
       detail: { field: 'run' }
     }
@@ -78,7 +78,7 @@ export function probeChart ({ title, subtitle = [], probes, limitMs, domain = [.
   const values = probes.filter(p => Number.isFinite(p.p99) && p.p99 > 0 && p.rate > 0).map(p => ({ ...p, result: p.ok ? 'sustained' : 'not sustained' }))
   const rates = [...new Set(values.map(p => p.rate))].sort((a, b) => a - b)
   const x = { field: 'rate', type: 'quantitative', title: 'events/s published (log scale)', scale: { type: 'log', base: 2 }, axis: rates.length <= 12 ? { values: rates, format: ',' } : { format: '~s' } }
-  const y = { field: 'p99', type: 'quantitative', title: 'p99 latency, ms (log scale)', scale: { type: 'log' }, axis: { format: '~s', tickCount: 6 } }
+  const y = { field: 'p99', type: 'quantitative', title: 'p99 latency, ms (log scale)', scale: { type: 'log' }, axis: { format: ',~g', tickCount: 6 } }
   const layer = [
     { data: { values }, mark: { type: 'line', strokeWidth: 1, opacity: 0.5 }, encoding: { x, y, color: { ...color(domain), legend: { orient: 'top', direction: 'horizontal', title: null } }, order: { field: 'rate' } } },
     {
@@ -121,7 +121,8 @@ export function fanoutCharts (result, opts, run) {
   const clients = result.memory?.[names[0]]?.clients
   const rounds = Math.max(...names.map(n => result.runs?.[n]?.burst?.length ?? 0))
   const what = `${clients ?? '?'} clients per target, burst of ${opts.events} events${opts.rate > 0 ? ` at ${opts.rate}/s` : ''}, ${opts.bytes}-byte payloads`
-  const sub = extra => [what, extra, ...skipped(result), run]
+  const one = `${clients ?? '?'} clients per target, one ${opts.bytes}-byte event after ${opts.idleMs} ms of quiet`
+  const sub = (extra, first = what) => [first, extra, ...skipped(result), run]
   const median = `bar: median of ${plural(rounds, 'round')}; ticks: each round`
   const rows = (key, roundKey, kind = 'burst') => names.map(n => ({
     target: label(result, n), value: result.summary[n][key], rounds: (result.runs?.[n]?.[kind] ?? []).map(x => x[roundKey])
@@ -130,12 +131,12 @@ export function fanoutCharts (result, opts, run) {
   const charts = [
     { name: 'fanout-deliveries', spec: barChart({ title: 'Fan-out: deliveries/s (higher is better)', subtitle: sub(median), axis: 'deliveries/s', rows: rows('deliveriesPerSec', 'deliveriesPerSec'), domain }) },
     { name: 'fanout-p99', spec: barChart({ title: 'Fan-out: burst p99 latency, ms (lower is better)', subtitle: sub(median), axis: 'p99, ms', rows: rows('p99', 'p99'), format: ',.1f', domain }) },
-    { name: 'fanout-one-event-p99', spec: barChart({ title: 'One event to idle clients: p99 latency, ms (lower is better)', subtitle: sub(`one event after ${opts.idleMs} ms of quiet; ${median}`), axis: 'p99, ms', rows: rows('idleP99', 'p99', 'idle'), format: ',.1f', domain }) },
+    { name: 'fanout-one-event-p99', spec: barChart({ title: 'One event to idle clients: p99 latency, ms (lower is better)', subtitle: sub(median, one), axis: 'p99, ms', rows: rows('idleP99', 'p99', 'idle'), format: ',.1f', domain }) },
     { name: 'fanout-memory', spec: barChart({ title: 'Memory per idle connection, KB (lower is better)', subtitle: sub('RSS growth while the clients connected, over their number'), axis: 'KB per connection', rows: names.map(n => ({ target: label(result, n), value: result.summary[n].kbPerClient })), format: ',.1f', domain }) }
   ]
   for (const [kind, title] of [['burst', 'Fan-out: latency distribution of the bursts'], ['idle', 'One event to idle clients: latency distribution']]) {
     const s = series(kind)
-    if (s.some(x => (x.quantiles ?? []).length > 0)) charts.push({ name: `fanout-${kind === 'burst' ? 'latency' : 'one-event-latency'}`, spec: percentileChart({ title, subtitle: sub('one line per target and round; from each event\'s send time to its arrival'), series: s, domain }) })
+    if (s.some(x => (x.quantiles ?? []).length > 0)) charts.push({ name: `fanout-${kind === 'burst' ? 'latency' : 'one-event-latency'}`, spec: percentileChart({ title, subtitle: sub('one line per target and round; from each event\'s send time to its arrival', kind === 'burst' ? what : one), series: s, domain }) })
   }
   return charts
 }
