@@ -35,12 +35,12 @@ function color (domain) {
  * Horizontal bars, one per target, at the value of the table (a median); a tick for each
  * round it is the median of. `rows`: [{ target, value, rounds: [numbers] }].
  */
-export function barChart ({ title, subtitle = [], axis, rows, format = ',.0f', domain = rows.map(r => r.target) }) {
+export function barChart ({ title, subtitle = [], axis, rows, format = ',.0f', axisFormat = format === ',.0f' ? '~s' : ',~r', domain = rows.map(r => r.target) }) {
   // The label goes right of the bar or of its rightmost dot, whichever is further.
   const bars = rows.filter(r => Number.isFinite(r.value)).map(r => ({ target: r.target, value: r.value, labelAt: Math.max(r.value, ...(r.rounds ?? []).filter(Number.isFinite)) }))
   const dots = rows.flatMap(r => (r.rounds ?? []).map((v, i) => ({ target: r.target, round: i + 1, value: v }))).filter(d => Number.isFinite(d.value))
   const y = { field: 'target', type: 'nominal', title: null, sort: domain, axis: { labelLimit: 0 } }
-  const x = { field: 'value', type: 'quantitative', title: axis, axis: { format: '~s' } }
+  const x = { field: 'value', type: 'quantitative', title: axis, axis: { format: axisFormat } }
   const layer = [
     { data: { values: bars }, mark: { type: 'bar', height: { band: 0.7 } }, encoding: { y, x, color: color(domain) } },
     { data: { values: bars }, mark: { type: 'text', align: 'left', dx: 6, fontSize: 11 }, encoding: { y, x: { ...x, field: 'labelAt' }, text: { field: 'value', format } } }
@@ -66,7 +66,7 @@ export function percentileChart ({ title, subtitle = [], series, domain = [...ne
     mark: { type: 'line', point: { size: 14 }, strokeWidth: 1.5, opacity: 0.85 },
     encoding: {
       x: { field: 'nines', type: 'quantitative', title: 'percentile', scale: { domain: [0, Math.max(1, maxNines)] }, axis: { values: ticks, labelExpr: "format(100 - 100 * pow(10, -datum.value), '.4~f') + '%'" } },
-      y: { field: 'ms', type: 'quantitative', title: 'latency, ms (log scale)', scale: { type: 'log' }, axis: { format: ',~g', tickCount: 6 } },
+      y: { field: 'ms', type: 'quantitative', title: 'latency, ms (log scale)', scale: { type: 'log' }, axis: { format: ',~r', tickCount: 6 } },
       color: { ...color(domain), legend: { orient: 'top', direction: 'horizontal', title: null } },
       detail: { field: 'run' }
     }
@@ -78,7 +78,7 @@ export function probeChart ({ title, subtitle = [], probes, limitMs, domain = [.
   const values = probes.filter(p => Number.isFinite(p.p99) && p.p99 > 0 && p.rate > 0).map(p => ({ ...p, result: p.ok ? 'sustained' : 'not sustained' }))
   const rates = [...new Set(values.map(p => p.rate))].sort((a, b) => a - b)
   const x = { field: 'rate', type: 'quantitative', title: 'events/s published (log scale)', scale: { type: 'log', base: 2 }, axis: rates.length <= 12 ? { values: rates, format: ',' } : { format: '~s' } }
-  const y = { field: 'p99', type: 'quantitative', title: 'p99 latency, ms (log scale)', scale: { type: 'log' }, axis: { format: ',~g', tickCount: 6 } }
+  const y = { field: 'p99', type: 'quantitative', title: 'p99 latency, ms (log scale)', scale: { type: 'log' }, axis: { format: ',~r', tickCount: 6 } }
   const layer = [
     { data: { values }, mark: { type: 'line', strokeWidth: 1, opacity: 0.5 }, encoding: { x, y, color: { ...color(domain), legend: { orient: 'top', direction: 'horizontal', title: null } }, order: { field: 'rate' } } },
     {
