@@ -110,9 +110,10 @@ export class ClientPool {
     return s
   }
 
-  /** Until every client has all events, or nothing arrived for quietMs, or timeoutMs. */
-  async waitDone (group, { quietMs = 3000, timeoutMs = 120000 } = {}) {
+  /** Until every client has all events, or nothing arrived for quietMs, or timeoutMs; `progress(status, ms)` every `progressMs`. */
+  async waitDone (group, { quietMs = 3000, timeoutMs = 120000, progress = null, progressMs = 10000 } = {}) {
     const started = Date.now()
+    let reported = started
     let last = -1
     let lastChange = Date.now()
     for (;;) {
@@ -124,6 +125,10 @@ export class ClientPool {
       }
       if (Date.now() - lastChange > quietMs) return { ...s, reason: 'quiet' }
       if (Date.now() - started > timeoutMs) return { ...s, reason: 'timeout' }
+      if (progress !== null && Date.now() - reported >= progressMs) {
+        reported = Date.now()
+        progress(s, reported - started)
+      }
       await new Promise(resolve => setTimeout(resolve, 20))
     }
   }

@@ -51,3 +51,23 @@ export function percentile (h, q) {
   }
   return h.max
 }
+
+/** The quantiles a run keeps for its latency chart (the saved results drop the histograms). */
+export const CHART_QUANTILES = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999, 1]
+
+/** Every q of `qs` (ascending, in [0, 1]) in one pass: [[q, ms], ...]; [] for an empty histogram. */
+export function quantilesMs (h, qs = CHART_QUANTILES) {
+  if (h.n === 0) return []
+  const out = []
+  let seen = 0
+  let j = 0
+  for (let i = 0; i < SIZE && j < qs.length; i++) {
+    seen += h.counts[i]
+    while (j < qs.length && seen >= Math.max(1, Math.ceil(qs[j] * h.n))) {
+      out.push([qs[j], Math.min(bucketValue(i), h.max) / 1000])
+      j++
+    }
+  }
+  for (; j < qs.length; j++) out.push([qs[j], h.max / 1000])
+  return out
+}

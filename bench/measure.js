@@ -1,6 +1,6 @@
 // One measured run: arm the clients, publish, wait for the deliveries, and turn what
 // the client processes and /proc counted into one row.
-import { percentile } from './histogram.js'
+import { percentile, quantilesMs } from './histogram.js'
 import { publish } from './publisher.js'
 import { cpuNs } from './targets.js'
 
@@ -12,15 +12,18 @@ export const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
  * The wait ends when every client has every event, after `quietMs` without a delivery,
  * or after `timeoutMs`; `end` says which, and the counts are what arrived by then.
  */
-export async function measureRun (pool, group, { servers, publishTo, events, bytes, concurrency = 16, rate = 0, batch = 1, quietMs = 3000, timeoutMs = 120000, extraPids = [] }) {
+export async function measureRun (pool, group, { servers, publishTo, events, bytes, concurrency = 16, rate = 0, batch = 1, quietMs = 3000, timeoutMs = 120000, extraPids = [], log = line => console.error(line) }) {
   await pool.arm(group, events, bytes)
   const pids = servers.flatMap(s => s.pids())
   const cpu0 = cpuNs(pids)
   const extra0 = cpuNs(extraPids)
   const pub0 = process.cpuUsage()
+  if (rate > 0 && events / rate >= 10) log(`    ${group}: publishing ${events} events at ${rate}/s (~${Math.round(events / rate)} s)`)
   const pub = await publish({ targets: publishTo, events, bytes, concurrency, rate, batch })
   const pubCpu = process.cpuUsage(pub0)
-  const wait = await pool.waitDone(group, { quietMs, timeoutMs })
+  // A long wait (a slow target, a big run) says how far it got every 10 s.
+  const progress = (s, ms) => log(`    ${group}: ${s.deliveries.toLocaleString('en-US')}/${(s.clients * events).toLocaleString('en-US')} delivered, ${Math.round(ms / 1000)} s after the last publish`)
+  const wait = await pool.waitDone(group, { quietMs, timeoutMs, progress })
   const cpu1 = cpuNs(pids)
   const extra1 = cpuNs(extraPids)
   const r = await pool.collect(group)
@@ -38,6 +41,8 @@ export async function measureRun (pool, group, { servers, publishTo, events, byt
     p99: percentile(r.hist, 0.99) / 1000,
     p999: percentile(r.hist, 0.999) / 1000,
     max: r.hist.max / 1000,
+    // [[q, ms], ...]: the latency distribution, small enough to keep in results-*.json.
+    quantiles: quantilesMs(r.hist),
     // A refused publish is no event: count as missing only what was accepted and not received.
     missing: batch === 1 ? Math.max(0, r.missing - rejected * r.clients) : r.missing,
     missingRaw: r.missing,

@@ -5,8 +5,9 @@
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { parseArgs } from 'node:util'
+import { writeCharts } from './charts.js'
 import { hardFdLimit, nchanMissing, OUT_DIR, ROOT, serviceBuilt, useRef } from './targets.js'
 import { capacity, cluster } from './scenarios/cluster.js'
 import { fanout } from './scenarios/fanout.js'
@@ -264,7 +265,7 @@ async function main () {
     `Command: npm run bench -- ${process.argv.slice(2).join(' ')}\n\nService measured: ${measured}${process.env.BENCH_SERVICE_ENV ? `, BENCH_SERVICE_ENV="${process.env.BENCH_SERVICE_ENV}"` : ''}\n\n${machine()}`
   console.log(header + '\n')
   const sections = [header]
-  const raw = { opts, started, results: {} }
+  const raw = { opts, started, command: `npm run bench -- ${process.argv.slice(2).join(' ')}`, commit: sh('git rev-parse --short HEAD'), results: {} }
   for (const name of opts.scenarios) {
     log(`== ${name}`)
     const t0 = Date.now()
@@ -276,8 +277,13 @@ async function main () {
   }
   const stamp = started.toISOString().replace(/[:.]/g, '-')
   writeFileSync(join(OUT_DIR, `results-${stamp}.md`), sections.join('\n\n') + '\n')
-  writeFileSync(join(OUT_DIR, `results-${stamp}.json`), JSON.stringify(raw, (k, v) => (k === 'hist' ? undefined : v), 1))
-  log(`== done in ${((Date.now() - started) / 1000).toFixed(0)} s; tables in bench/out/results-${stamp}.md`)
+  const json = JSON.stringify(raw, (k, v) => (k === 'hist' ? undefined : v), 1)
+  writeFileSync(join(OUT_DIR, `results-${stamp}.json`), json)
+  log(`== tables in bench/out/results-${stamp}.md, numbers in bench/out/results-${stamp}.json`)
+  // Drawn from the saved JSON, as `node bench/charts.js bench/out/results-<stamp>.json` would.
+  const charts = await writeCharts(JSON.parse(json), join(OUT_DIR, `charts-${stamp}`), log)
+  for (const p of charts) console.log(`chart: ${relative(ROOT, p)}`)
+  log(`== done in ${((Date.now() - started) / 1000).toFixed(0)} s; ${charts.length} charts in bench/out/charts-${stamp}/`)
 }
 
 // Never leave a run behind: a hard deadline for the whole thing.

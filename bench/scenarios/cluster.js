@@ -187,7 +187,7 @@ export async function cluster (opts, log) {
   const summary = Object.fromEntries(names.map(n => [n, results[n].summary]))
   const runs = Object.fromEntries(names.map(n => [n, results[n].runs]))
   const memory = Object.fromEntries(names.map(n => [n, results[n].memory]))
-  return { text, summary, runs, memory, notes }
+  return { text, summary, runs, memory, notes, labels: Object.fromEntries(names.map(n => [n, LABELS[n]])) }
 }
 
 export async function capacity (opts, log) {

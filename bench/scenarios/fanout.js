@@ -133,7 +133,8 @@ export async function fanout (opts, log) {
   if (notes.length > 0) text += '\n\n' + notes.map(n => `Note: ${n}`).join('\n')
 
   if (profileDir !== null) text += '\n\n' + profiles(profileDir, names, runs)
-  return { text, summary, memory, runs, notes }
+  const labels = Object.fromEntries(names.map(n => [n, LABELS[n]]))
+  return { text, summary, memory, runs, notes, labels }
 }
 
 /** Top self time of each profiled service, burst windows only. */

@@ -103,7 +103,8 @@ export async function steady (opts, log) {
       text += `\n\nsse-fanout / nchan at that rate: p99 ${ratio(median(half.service.map(x => x.p99)), median(half.nchan.map(x => x.p99)))}, p99.9 ${ratio(median(half.service.map(x => x.p999)), median(half.nchan.map(x => x.p999)))}.`
     }
     if (notes.length > 0) text += '\n\n' + notes.map(n => `Note: ${n}`).join('\n')
-    return { text, bounds, probes: Object.fromEntries(names.map(n => [n, probes[n].map(p => ({ rate: p.rate, ok: p.ok, p99: p.run.p99, deliveriesPerSec: p.run.deliveriesPerSec, missing: p.run.missing }))])), halfRate }
+    const halfRuns = Object.fromEntries(names.map(n => [n, half[n].map(x => ({ rate: halfRate, p50: x.p50, p99: x.p99, p999: x.p999, max: x.max, missing: x.missing, quantiles: x.quantiles }))]))
+    return { text, bounds, labels: Object.fromEntries(names.map(n => [n, LABELS[n]])), half: halfRuns, probes: Object.fromEntries(names.map(n => [n, probes[n].map(p => ({ rate: p.rate, ok: p.ok, p99: p.run.p99, deliveriesPerSec: p.run.deliveriesPerSec, missing: p.run.missing }))])), halfRate }
   } finally {
     for (const name of Object.keys(servers)) await pool.close(name).catch(() => {})
     await pool.stop()
