@@ -2,7 +2,7 @@
 // once a slot frees: the page never reopens it and is never reloaded.
 import t, { type Test } from 'tap'
 import { createServer } from 'node:http'
-import { launchBrowser } from '../helpers/browser.js'
+import { launchChromium } from '../helpers/chromium.js'
 import { notify, SseClient, startInstance } from '../helpers/instance.js'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
@@ -27,7 +27,7 @@ async function servePage (t: Test): Promise<string> {
 interface Seen { refused: number, messages: string[], states: number[] }
 
 t.test('Chromium: an EventSource refused at MAX_CLIENTS gets in by itself once the slot frees', async t => {
-  const browser = await launchBrowser(t)
+  const browser = await launchChromium(t)
   const origin = await servePage(t)
   // Cross-origin with credentials: the refusal must carry the CORS headers, or the page cannot read it.
   const { app, url } = await startInstance(t, { MAX_CLIENTS: 1, RETRY_MS: 1000, CORS_ORIGINS: origin })

@@ -5,6 +5,7 @@ import { Writable } from 'node:stream'
 import { notify, openStream, startInstance, type Instance } from '../helpers/instance.js'
 import { Link } from '../helpers/link.js'
 import { freePort, TestRedis } from '../helpers/redis.js'
+import { until } from '../helpers/wait.js'
 
 function logSink (): { lines: Array<{ level: number, msg: string }>, logger: { level: string, stream: Writable } } {
   const lines: Array<{ level: number, msg: string }> = []
@@ -19,14 +20,6 @@ function logSink (): { lines: Array<{ level: number, msg: string }>, logger: { l
 
 async function health (i: Instance): Promise<any> {
   return (await fetch(`${i.url}/health`)).json()
-}
-
-async function until (check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
 }
 
 const prefix = (): string => `d${Math.random().toString(36).slice(2, 8)}:`

@@ -1,11 +1,11 @@
 // GET /docs in a real browser: Swagger UI renders the document under the page's own
 // Content-Security-Policy (scripts and styles from /docs/static only), with no violation.
 import t from 'tap'
-import { launchBrowser } from '../helpers/browser.js'
+import { launchChromium } from '../helpers/chromium.js'
 import { startInstance } from '../helpers/instance.js'
 
 t.test('Chromium: /docs lists every operation and its policy blocks nothing it needs', async t => {
-  const browser = await launchBrowser(t)
+  const browser = await launchChromium(t)
   const { url } = await startInstance(t)
   const page = await browser.newPage()
   const problems: string[] = []

@@ -5,6 +5,7 @@ import t from 'tap'
 import { Redis } from 'ioredis'
 import { notify, openStream, startInstance, type Instance } from '../helpers/instance.js'
 import { TestRedis } from '../helpers/redis.js'
+import { until } from '../helpers/wait.js'
 
 function logSink (): { lines: any[], logger: any } {
   const lines: any[] = []
@@ -20,14 +21,6 @@ async function publish (n: Instance, topic: string, data: string[]): Promise<str
     ids.push(res.body.id)
   }
   return ids
-}
-
-async function until (check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
 }
 
 t.test('Redis restarted without persistence: a client holding e2 resumes and is told, not handed e6 as if nothing was lost', async t => {

@@ -4,6 +4,7 @@ import t from 'tap'
 import { Redis } from 'ioredis'
 import { notify, startInstance } from '../helpers/instance.js'
 import { TestRedis } from '../helpers/redis.js'
+import { until } from '../helpers/wait.js'
 
 async function usedMemory (redis: Redis): Promise<number> {
   return Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1])
@@ -14,14 +15,6 @@ async function publishEach (url: string, topics: string[]): Promise<void> {
   for (let i = 0; i < topics.length; i += 100) {
     const res = await notify(url, topics.slice(i, i + 100).map(topic => ({ topic, event: 'created', data: { id: 42, user: topic } })))
     if (res.status !== 202 || res.body.fanout !== 'cluster') throw new Error(`publish: ${res.status} ${JSON.stringify(res.body)}`)
-  }
-}
-
-async function until (check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
   }
 }
 

@@ -4,17 +4,10 @@
 import t from 'tap'
 import { notify, openStream, startInstance, type Instance } from '../helpers/instance.js'
 import { startSentinel } from '../helpers/redis-sentinel.js'
+import { until } from '../helpers/wait.js'
 
 async function health (n: Instance): Promise<any> {
   return await (await fetch(`${n.url}/health`)).json()
-}
-
-async function until (check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
 }
 
 t.test('the master SIGKILLed: instances follow the promoted replica, the outbox drains, every event once or a reset', async t => {
@@ -46,7 +39,7 @@ t.test('the master SIGKILLed: instances follow the promoted replica, the outbox 
   }
   const promoted = await s.waitForFailover()
   t.equal(promoted, s.replicaPort, 'the replica was promoted')
-  await until(async () => (await health(nodes[0])).status === 'ok' && (await health(nodes[1])).status === 'ok', 20000, 'both instances on the new master')
+  await until(async () => (await health(nodes[0])).status === 'ok' && (await health(nodes[1])).status === 'ok', 20000, 'both instances on the new master', 100)
   const after = await notify(nodes[0].url, { topic: 's', data: 'after' })
   t.equal(after.body.fanout, 'cluster')
   accepted.push('after')

@@ -5,6 +5,7 @@ import { Writable } from 'node:stream'
 import { notify, openStream, startInstance } from '../helpers/instance.js'
 import { startJwksServer } from '../helpers/jwks.js'
 import { keyPair, now, publisherToken, SECRET, sign, subscriberToken, type SignOptions } from '../helpers/jwt.js'
+import { until } from '../helpers/wait.js'
 
 const rsaA = keyPair('rsa')
 const rsaB = keyPair('rsa')
@@ -35,14 +36,6 @@ function logSink (): { lines: Array<Record<string, unknown>>, logger: { level: s
     }
   })
   return { lines, logger: { level: 'info', stream } }
-}
-
-async function until (predicate: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
 }
 
 t.test('tokens of RSA, EC and Ed25519 JWKS keys verify by kid; anything else is a 401 saying why', async t => {
@@ -175,7 +168,7 @@ t.test('the JWKS is refetched in the background, and no more once the instance i
   const jwks = await startJwksServer(t, [rsaA.jwk({ kid: 'A' })])
   const { app, url } = await startInstance(t, { SUBSCRIBE_AUTH: 'on', JWT_JWKS_URL: jwks.url, JWT_JWKS_REFRESH_MS: 1000, JWT_JWKS_MIN_REFRESH_MS: 60000 })
   jwks.keys = [rsaB.jwk({ kid: 'B' })]
-  await until(() => jwks.requests >= 2, 3000, 'a background refetch')
+  await until(() => jwks.requests >= 2, 3000, 'a background refetch', 20)
   t.equal((await stream(url, token('B', { alg: 'RS256', key: rsaB.privateKey }))).status, 200, 'B came without any token asking')
   t.equal((await stream(url, token('A', { alg: 'RS256', key: rsaA.privateKey }))).status, 401, 'A left, with no refetch on demand (min refresh)')
   await app.close()

@@ -3,6 +3,7 @@ import t from 'tap'
 import { notify, openStream, startInstance, type Instance } from '../helpers/instance.js'
 import { Link } from '../helpers/link.js'
 import { TestRedis } from '../helpers/redis.js'
+import { until } from '../helpers/wait.js'
 
 async function scrape (i: Instance): Promise<string> {
   return await (await fetch(`${i.url}/metrics`)).text()
@@ -14,14 +15,6 @@ function sample (text: string, name: string): number {
     if (line.startsWith(name + ' ')) return Number(line.slice(name.length + 1))
   }
   return 0
-}
-
-async function until (check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
 }
 
 const prefix = (): string => `m${Math.random().toString(36).slice(2, 8)}:`

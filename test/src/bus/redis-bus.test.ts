@@ -7,6 +7,7 @@ import { RedisBus } from '../../../src/bus/redis-bus.js'
 import { Client, Hub, type Sink } from '../../../src/hub.js'
 import { resume, type DrainableSink } from '../../../src/resume.js'
 import { TestRedis } from '../../helpers/redis.js'
+import { until } from '../../helpers/wait.js'
 
 class MemorySink implements DrainableSink {
   text = ''
@@ -42,11 +43,6 @@ function instance (t: Test, redis: TestRedis, name: string): Instance {
     for (const c of conns) c.disconnect()
   })
   return { bus, hub, sub, reader, lost }
-}
-
-const until = async (what: string, ok: () => boolean): Promise<void> => {
-  for (let i = 0; i < 500 && !ok(); i++) await new Promise(resolve => setTimeout(resolve, 10))
-  if (!ok()) throw new Error(`timed out waiting for ${what}`)
 }
 
 t.test('a subscription slower than a resume\'s wait: the event published in between reaches the resumed stream once, and nothing ends', async t => {
@@ -90,10 +86,10 @@ t.test('a subscription slower than a resume\'s wait: the event published in betw
   b.hub.add(new Client(fresh, ['r']))
   t.ok(published !== null, 'event 4 went out after the history read')
   await published
-  await until('event 4 on the resumed stream', () => { b.hub.flush(); return sink.data.length >= 1 || sink.ended })
+  await until(() => { b.hub.flush(); return sink.data.length >= 1 || sink.ended }, 5000, 'event 4 on the resumed stream', 10)
   const last = await a.bus.publish([{ topics: ['r'], body: 'data: 5\n\n' }])
   t.ok(last.ids[0] !== null)
-  await until('event 5 on both streams', () => { b.hub.flush(); return (sink.data.includes('5') || sink.ended) && fresh.data.includes('5') })
+  await until(() => { b.hub.flush(); return (sink.data.includes('5') || sink.ended) && fresh.data.includes('5') }, 5000, 'event 5 on both streams', 10)
   t.same(b.lost, [], 'no history reported lost')
   t.notOk(sink.ended, 'the resumed stream is still open')
   t.same(sink.data, ['4', '5'], 'the resumed stream: what it missed, once, then live')
