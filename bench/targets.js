@@ -173,7 +173,9 @@ export function useRef (ref) {
     if (r.status !== 0) throw new Error(`building ${ref} failed: ${cmd}\n${r.stdout}${r.stderr}`)
   }
   run(`git -C '${ROOT}' archive ${sha} | tar -x`)
-  run(`ln -sfn '${join(ROOT, 'node_modules')}' node_modules`)
+  // Its own packages when its lock differs (a ref from before a dependency change), else ours.
+  const same = readFileSync(join(dir, 'package-lock.json'), 'utf8') === readFileSync(join(ROOT, 'package-lock.json'), 'utf8')
+  run(same ? `ln -sfn '${join(ROOT, 'node_modules')}' node_modules` : 'npm ci --no-audit --no-fund --silent')
   run(`'${process.execPath}' '${join(ROOT, 'node_modules/typescript/bin/tsc')}' -p tsconfig.build.json`)
   serverJs = entry() ?? serverJs
   return sha
