@@ -4,6 +4,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { notify, openStream, startInstance, type Instance } from '../helpers/instance.js'
+import { startCluster } from '../helpers/redis-cluster.js'
 import { TestRedis } from '../helpers/redis.js'
 import { until } from '../helpers/wait.js'
 
@@ -89,4 +90,22 @@ t.test('noeviction: no warning', async t => {
   await publish(a, 'x', ['e1'])
   await new Promise(resolve => setTimeout(resolve, 200))
   t.notOk(log.lines.some(l => /maxmemory-policy/.test(l.msg ?? '')))
+})
+
+t.test('on a Redis Cluster: FLUSHALL on the topic\'s master, and a resume on another instance is told, not handed a silent gap', async t => {
+  const cluster = await startCluster(t)
+  const prefix = 'lc:'
+  const [a, b] = await Promise.all([0, 1].map(async () => await startInstance(t, { REDIS_URL: cluster.url, REDIS_PREFIX: prefix, REDIS_CONNECT_TIMEOUT_MS: 3000 })))
+  const ids = await publish(a, 'x', ['e1', 'e2', 'e3'])
+  const master = await cluster.masterForKey(`${prefix}{x}`)
+  const admin = new Redis({ host: '127.0.0.1', port: master, username: cluster.username, password: cluster.password })
+  t.teardown(() => admin.quit())
+  t.equal(await admin.exists(`${prefix}{x}`), 1, 'the topic\'s history is on that master')
+  await admin.flushall()
+  await publish(b, 'x', ['e4'])
+  const c = await openStream(t, `${b.url}/stream?topic=x`, { 'last-event-id': ids[1] })
+  await c.untilEvents(2)
+  t.equal(c.events[0].event, 'reset', 'the loss is signalled first')
+  t.match(JSON.parse(c.events[0].data), { reason: 'history', topic: 'x' })
+  t.same(c.events.slice(1).map(e => e.data), ['e4'], 'then what history holds')
 })
