@@ -10,7 +10,7 @@ import { BROADCAST } from '../src/cursor.js'
 import { encodeBody } from '../src/frame.js'
 import { checkIdempotencyKey, fingerprint, IDEMPOTENCY_KEY, type Answer } from '../src/idempotency/idempotency.js'
 import { describeError, nestsDeeper } from '../src/notify-body.js'
-import { errorBody, errorResponse, RETRY_AFTER } from '../src/refusal.js'
+import { errorBody, ErrorBodySchema, errorResponse, RETRY_AFTER } from '../src/refusal.js'
 import { eventNamePattern, TOPIC_CHARS } from '../src/topic.js'
 
 declare module 'fastify' {
@@ -86,7 +86,7 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
     413: errorResponse(`The body is over BODY_LIMIT_BYTES (${cfg.BODY_LIMIT_BYTES}).`),
     415: errorResponse('The body is not application/json.'),
     422: errorResponse('Idempotency-Key: the key was used for a request with another body.'),
-    503: Type.Union([Partial, errorResponse('')], {
+    503: Type.Union([Partial, ErrorBodySchema], {
       'x-response-description': 'Not published, retry later (Retry-After): Redis is down and PUBLISH_WHEN_DEGRADED=reject, the outbox is full (OUTBOX_MAX_EVENTS), ' +
         'the Idempotency-Key cannot be checked, or publishing through Redis failed mid-way (then it may or may not have been sent: retry with an Idempotency-Key). ' +
         'An event of several topics that reached some of them only (a master of a Redis Cluster down) gets the partial answer: per event its id and the topics that got it and did not.',

@@ -327,7 +327,7 @@ export class Hub {
   /** Ends a stream cleanly, `last` its final bytes; the client reconnects and resumes. */
   close (client: Client, last?: Buffer): void {
     if (client.closed) return
-    // Frames queued for its next write go out first.
+    // Frames queued for its next write go out first (that write may cut off a slow client).
     this.writeQueued(client)
     if (client.closed) return
     this.remove(client)

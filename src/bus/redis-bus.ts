@@ -543,15 +543,10 @@ export class RedisBus implements Bus {
         continue
       }
       if (w !== undefined) w.covered = null
-      this.deliverRecord(log, reader, clock)
+      // Delivered here already, without an id, during the outage it was published in.
+      if (reader.origin === this.opts.instanceId) listener.advance(log, reader.position)
+      else listener.deliver({ log, position: reader.position, uid: reader.uid, topics: reader.topics, body: reader.body, priors: reader.priors, acceptedAt: clock.appendedAt(reader.position) })
     }
-  }
-
-  private deliverRecord (log: string, reader: MessageReader, clock: ArrivalClock): void {
-    const listener = this.opts.listener
-    // Delivered here already, without an id, during the outage it was published in.
-    if (reader.origin === this.opts.instanceId) listener.advance(log, reader.position)
-    else listener.deliver({ log, position: reader.position, uid: reader.uid, topics: reader.topics, body: reader.body, priors: reader.priors, acceptedAt: clock.appendedAt(reader.position) })
   }
 
   // Subscribe first, then read the head: a message published in between is held, and

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { Writable } from 'node:stream'
 import { notify, openStream, startInstance, type Instance } from '../helpers/instance.js'
-import { Link } from '../helpers/link.js'
+import { linkedPair } from '../helpers/link.js'
 import { freePort, TestRedis } from '../helpers/redis.js'
 import { until } from '../helpers/wait.js'
 
@@ -99,13 +99,7 @@ t.test('Redis lost while running: local delivery goes on, and every client ends 
 })
 
 t.test('one instance loses its Redis link: it catches up from history when back', async t => {
-  const redis = await TestRedis.start()
-  t.teardown(() => redis.stop())
-  const link = await Link.open(redis.port)
-  t.teardown(() => link.cut())
-  const p = prefix()
-  const a = await startInstance(t, { REDIS_URL: link.url, REDIS_PREFIX: p })
-  const b = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: p })
+  const { link, a, b } = await linkedPair(t, prefix())
   const onA = await openStream(t, `${a.url}/stream?topic=k`)
   const onA2 = await openStream(t, `${a.url}/stream?topic=k&topic=other`)
   await notify(b.url, { topic: 'k', data: 0 })

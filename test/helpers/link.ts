@@ -2,7 +2,9 @@
 // instance off Redis while the others stay on it.
 import { once } from 'node:events'
 import { connect, createServer, type Server, type Socket } from 'node:net'
-import { freePort } from './redis.js'
+import type { Test } from 'tap'
+import { startInstance, type Instance } from './instance.js'
+import { freePort, TestRedis } from './redis.js'
 
 export class Link {
   readonly port: number
@@ -56,4 +58,15 @@ export class Link {
       await once(server, 'close')
     }
   }
+}
+
+/** Two instances on a redis-server of the test's own: `a` through a Link the test can cut, `b` straight. */
+export async function linkedPair (t: Test, prefix: string): Promise<{ redis: TestRedis, link: Link, a: Instance, b: Instance }> {
+  const redis = await TestRedis.start()
+  t.teardown(() => redis.stop())
+  const link = await Link.open(redis.port)
+  t.teardown(() => link.cut())
+  const a = await startInstance(t, { REDIS_URL: link.url, REDIS_PREFIX: prefix })
+  const b = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: prefix })
+  return { redis, link, a, b }
 }

@@ -1,7 +1,7 @@
 // The metrics: streams, publishes, deliveries and requests, as /metrics shows them.
 import t from 'tap'
 import { notify, openStream, startInstance, type Instance } from '../helpers/instance.js'
-import { Link } from '../helpers/link.js'
+import { linkedPair } from '../helpers/link.js'
 import { TestRedis } from '../helpers/redis.js'
 import { until } from '../helpers/wait.js'
 
@@ -153,13 +153,7 @@ t.test('Redis stopped: a resume gets history-unavailable, a local publish is tim
 })
 
 t.test('publish-to-write age through Redis counts from the append, also for an instance that caught up late', async t => {
-  const redis = await TestRedis.start()
-  t.teardown(() => redis.stop())
-  const link = await Link.open(redis.port)
-  t.teardown(() => link.cut())
-  const p = prefix()
-  const a = await startInstance(t, { REDIS_URL: link.url, REDIS_PREFIX: p })
-  const b = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: p })
+  const { link, a, b } = await linkedPair(t, prefix())
   const onA = await openStream(t, `${a.url}/stream?topic=k`)
   await notify(b.url, { topic: 'k', data: 0 })
   await onA.untilEvents(1)

@@ -124,14 +124,21 @@ interface Commands {
   sseHistory: (key: string, after: string, mode: string) => Promise<Array<string | number>>
 }
 
-t.test('the scripts on a real Redis: what is published is what subscribers and history read', async t => {
+/** A redis-server of the test's own and a connection with both scripts defined, as RedisBus defines them. */
+async function scriptsOnRedis (t: Test): Promise<{ server: TestRedis, pub: Redis & Commands }> {
   const server = await TestRedis.start()
   t.teardown(() => server.stop())
   const pub = new Redis(server.url) as Redis & Commands
-  const sub = new Redis(server.url)
-  t.teardown(() => { pub.disconnect(); sub.disconnect() })
+  t.teardown(() => pub.disconnect())
   pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
   pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
+  return { server, pub }
+}
+
+t.test('the scripts on a real Redis: what is published is what subscribers and history read', async t => {
+  const { server, pub } = await scriptsOnRedis(t)
+  const sub = new Redis(server.url)
+  t.teardown(() => sub.disconnect())
   const key = logKey('t:', 'news')
   const got: Buffer[] = []
   sub.on('smessageBuffer', (channel: Buffer, msg: Buffer) => { if (channel.toString() === key) got.push(msg) })
@@ -211,12 +218,7 @@ t.test('the scripts on a real Redis: what is published is what subscribers and h
 })
 
 t.test('HISTORY_SCRIPT: the newest trimmed position is a gap on Redis, unlike MemoryHistory', async t => {
-  const server = await TestRedis.start()
-  t.teardown(() => server.stop())
-  const pub = new Redis(server.url) as Redis & Commands
-  t.teardown(() => pub.disconnect())
-  pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
-  pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
+  const { pub } = await scriptsOnRedis(t)
   const key = logKey('t:', 'a')
   const ids: string[] = []
   for (let i = 0; i < 4; i++) ids.push(...await pub.ssePublish(key, 2, 0, pack([{ event: { topics: ['a'], body: `data: ${i}\n\n` }, uid: '', priors: '' }], '')))
@@ -228,12 +230,7 @@ t.test('HISTORY_SCRIPT: the newest trimmed position is a gap on Redis, unlike Me
 })
 
 t.test('PUBLISH_SCRIPT trims by age (ttl ms) and sets the key to expire', async t => {
-  const server = await TestRedis.start()
-  t.teardown(() => server.stop())
-  const pub = new Redis(server.url) as Redis & Commands
-  t.teardown(() => pub.disconnect())
-  pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
-  pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
+  const { pub } = await scriptsOnRedis(t)
   const key = logKey('t:', 'old')
   const [first] = await pub.ssePublish(key, 100, 50, pack([{ event: { topics: ['old'], body: 'data: old\n\n' }, uid: '', priors: '' }], ''))
   await new Promise(resolve => setTimeout(resolve, 80))
@@ -257,12 +254,7 @@ async function usedMemory (redis: Redis): Promise<number> {
 }
 
 t.test('PUBLISH_SCRIPT fits a log that holds only its call\'s events: 1,000 one-event logs take under 1 KB each, and each log keeps its state', async t => {
-  const server = await TestRedis.start()
-  t.teardown(() => server.stop())
-  const pub = new Redis(server.url) as Redis & Commands
-  t.teardown(() => pub.disconnect())
-  pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
-  pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
+  const { pub } = await scriptsOnRedis(t)
   const one = (log: string, body = 'event: created\ndata: {"id":42}\n\n'): Buffer => pack([{ event: { topics: [log], body }, uid: '', priors: '' }], '')
   await pub.ssePublish(logKey('t:', 'warm'), 1000, 86_400_000, one('warm'))
   const before = await usedMemory(pub)
