@@ -23,7 +23,7 @@ declare module 'fastify' {
   }
 }
 
-export const SINGLE_MODE_WARNING = 'Redis not available - SSE will work in single-instance mode only'
+const SINGLE_MODE_WARNING = 'Redis not available - SSE will work in single-instance mode only'
 
 /** The URL without its password, for logs. */
 export function redactUrl (url: string): string {

@@ -8,7 +8,7 @@ import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { notify, openStream, startInstance } from '../helpers/instance.js'
-import { diagnoseRedis, redactUrl } from '../../plugins/redis.js'
+import { clusterSeeds, diagnoseRedis, hostPorts, redactUrl } from '../../plugins/redis.js'
 import { startServer } from '../helpers/process.js'
 import { freePort, TestRedis } from '../helpers/redis.js'
 
@@ -175,4 +175,16 @@ t.test('redactUrl hides the password and keeps the rest', async t => {
   t.equal(redactUrl('redis://cache.example:6379'), 'redis://cache.example:6379', 'nothing to hide')
   t.equal(redactUrl('redis://user@cache.example'), 'redis://user@cache.example', 'a user alone is not a secret')
   t.equal(redactUrl('not a url s3cret'), '(unparsable REDIS_URL)', 'what cannot be parsed is not logged at all')
+})
+
+t.test('hostPorts and clusterSeeds: REDIS_CLUSTER_NODES and REDIS_SENTINELS as nodes, a bad entry named', async t => {
+  t.same(hostPorts('a:1, 10.0.0.2:6380,[::1]:7000', 'X'), [{ host: 'a', port: 1 }, { host: '10.0.0.2', port: 6380 }, { host: '::1', port: 7000 }])
+  t.same(hostPorts('', 'X'), [])
+  t.throws(() => hostPorts('a:1,b', 'REDIS_CLUSTER_NODES'), { message: 'REDIS_CLUSTER_NODES: "b" is not host:port' })
+  t.throws(() => hostPorts(':6379', 'X'), { message: 'X: ":6379" is not host:port' })
+  t.throws(() => hostPorts('a:70000', 'X'), /"a:70000" is not host:port/)
+  t.throws(() => hostPorts('a:0', 'X'), /"a:0" is not host:port/)
+  // The URL's own node first, the default port when it has none, then the extra seeds.
+  t.same(clusterSeeds('rediss://user:pw@cfg.example.com', 'n2:7001'), [{ host: 'cfg.example.com', port: 6379 }, { host: 'n2', port: 7001 }])
+  t.same(clusterSeeds('redis://10.0.0.1:7000', ''), [{ host: '10.0.0.1', port: 7000 }])
 })

@@ -6,7 +6,7 @@ import type { Bus, LogHistory, Outgoing, PublishResult } from '../../src/bus/bus
 import { decodeCursor } from '../../src/cursor.js'
 import { compareIds } from '../../src/event-id.js'
 import { Client, Hub, type Delivery } from '../../src/hub.js'
-import { resume, type DrainableSink, type ResumeCounts } from '../../src/resume.js'
+import { mergeHistories, resume, type DrainableSink, type ResumeCounts } from '../../src/resume.js'
 
 class FakeSocket extends EventEmitter implements DrainableSink {
   bufs: Buffer[] = []
@@ -337,4 +337,17 @@ t.test('resumes are counted by outcome, and the resets they send by reason', asy
   await pending
   t.equal(counts.outcomes.abandoned, 1)
   t.same(sock.frames, [], 'nothing was written to it')
+})
+
+t.test('mergeHistories: the logs interleaved by position, each log in its order, the copies of one event once', async t => {
+  const d = (log: string, position: string, uid: string | null = null): Delivery =>
+    ({ log, position, uid, topics: uid === null ? [log] : ['a', 'b'], priors: null, body: Buffer.from(`data: ${log}${position}\n\n`) })
+  const merged = mergeHistories([
+    { events: [d('a', '5-0'), d('a', '9-0', 'x'), d('a', '10-0')], gap: false, last: '10-0' },
+    { events: [d('b', '7-0'), d('b', '9-1', 'x'), d('b', '9-2')], gap: false, last: '9-2' },
+    { events: [], gap: true, last: null }
+  ])
+  // Numeric order of "<ms>-<seq>", not string order ("10-0" after "9-2").
+  t.same(merged.map(e => `${e.log}${e.position!}`), ['a5-0', 'b7-0', 'a9-0', 'b9-2', 'a10-0'])
+  t.same(mergeHistories([]), [])
 })
