@@ -95,6 +95,10 @@ const LINGER_MS = 2000
 const STORM_WAIT_MS = 50
 /** How long a new stream waits for its topics' subscription before it opens anyway. */
 const SUBSCRIBE_WAIT_MS = 2000
+/** While a proof fails, how often it is tried again. */
+const PROOF_RETRY_MS = 1000
+/** Redis refusing a command (not a lost connection): health says so until a proof passes. */
+const REFUSAL = /NOPERM|can't run this command|NOSCRIPT|READONLY|OOM|CROSSSLOT|ERR/
 
 export class RedisBus implements Bus {
   readonly mode = 'cluster' as const
@@ -117,6 +121,10 @@ export class RedisBus implements Bus {
   /** Copies of an outbox event of several topics already written, when the rest failed. */
   private readonly outboxCopies = new WeakMap<Outgoing, { uid: string, positions: string[] }>()
   private draining = false
+  /** A failed drain's next try, and how many failed in a row (its backoff). */
+  private drainRetry: NodeJS.Timeout | null = null
+  private drainFailures = 0
+  private drainLogged = 0
   /** Publishes of this event-loop turn, in order. */
   private turn: Pending[] | null = null
   /** Turns that must go one after the other (they have events of several topics). */
@@ -196,7 +204,10 @@ export class RedisBus implements Bus {
     const before = this.problem
     this.problem = problem
     if (problem !== before) this.opts.onTrouble(problem)
+    // A refusal can pass (memory freed, an ACL fixed) without the connection dropping:
+    // nothing else would prove the path again, and publishes would stay local.
     if (problem === null) this.drainOutbox()
+    else this.scheduleProof(PROOF_RETRY_MS)
     return problem
   }
 
@@ -204,13 +215,13 @@ export class RedisBus implements Bus {
   private problem: string | null = null
   private proofTimer: NodeJS.Timeout | null = null
 
-  private scheduleProof (): void {
+  private scheduleProof (ms = 50): void {
     if (this.proofTimer !== null || this.closing) return
     this.proofTimer = setTimeout(() => {
       this.proofTimer = null
       if (this.pub.status !== 'ready' || this.opts.sub.status !== 'ready' || this.closing) return
       this.prove().catch(() => {})
-    }, 50).unref()
+    }, ms).unref()
   }
 
   get queued (): number {
@@ -225,8 +236,7 @@ export class RedisBus implements Bus {
     try {
       return { ids: await this.enqueue(events), fanout: 'cluster' }
     } catch (err) {
-      // A refusal from Redis, not a lost connection: health says so until a proof passes.
-      if (/NOPERM|can't run this command|NOSCRIPT|READONLY|OOM|CROSSSLOT|ERR/.test((err as Error).message)) this.scheduleProofSoon()
+      if (REFUSAL.test((err as Error).message)) this.scheduleProofSoon()
       throw err
     }
   }
@@ -350,6 +360,7 @@ export class RedisBus implements Bus {
   async close (): Promise<void> {
     this.closing = true
     if (this.proofTimer !== null) clearTimeout(this.proofTimer)
+    if (this.drainRetry !== null) clearTimeout(this.drainRetry)
     for (const w of this.watches.values()) if (w.linger !== null) clearTimeout(w.linger)
     const sub = this.opts.sub as Redis
     const channels = [...this.watches.keys()].map(log => logKey(this.opts.prefix, log))
@@ -493,7 +504,20 @@ export class RedisBus implements Bus {
   private drainOutbox (): void {
     if (this.draining || this.outbox.length === 0 || this.pub.status !== 'ready' || this.problem !== null) return
     this.draining = true
-    this.drain().catch(err => this.opts.onError(err, 'outbox publish')).finally(() => { this.draining = false })
+    this.drain().then(() => { this.drainFailures = 0 }, err => {
+      if (Date.now() - this.drainLogged > 10_000) {
+        this.drainLogged = Date.now()
+        this.opts.onError(err, `outbox publish (${this.outbox.length} events waiting; retrying)`)
+      }
+      if (REFUSAL.test((err as Error).message)) this.scheduleProofSoon()
+      // A cluster stays 'ready' while one master is out of reach: no 'ready' would retry.
+      if (this.drainRetry === null && !this.closing) {
+        this.drainRetry = setTimeout(() => {
+          this.drainRetry = null
+          this.drainOutbox()
+        }, Math.min(100 * 2 ** this.drainFailures++, 2000)).unref()
+      }
+    }).finally(() => { this.draining = false })
   }
 
   private async drain (): Promise<void> {

@@ -1,6 +1,7 @@
 // Graceful degradation with a real redis-server: Redis unreachable at start, Redis lost
 // while running, one instance's link lost, Redis frozen.
 import t from 'tap'
+import { Redis } from 'ioredis'
 import { Writable } from 'node:stream'
 import { notify, openStream, startInstance, type Instance } from '../helpers/instance.js'
 import { linkedPair } from '../helpers/link.js'
@@ -160,4 +161,40 @@ t.test('PUBLISH_WHEN_DEGRADED=reject answers 503 while Redis is down, and delive
   t.ok(Number(res.headers.get('retry-after')) >= 1)
   await new Promise(resolve => setTimeout(resolve, 100))
   t.equal(c.events.length, 0)
+})
+
+t.test('Redis refuses writes for a while (maxmemory reached), then accepts them again: the instance recovers by itself, and what it kept reaches the others once', async t => {
+  const redis = await TestRedis.start()
+  t.teardown(async () => await redis.stop())
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  const p = prefix()
+  const a = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: p })
+  const b = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: p })
+  const onA = await openStream(t, `${a.url}/stream?topic=m`)
+  const onB = await openStream(t, `${b.url}/stream?topic=m`)
+  t.equal((await notify(a.url, { topic: 'm', data: 'before' })).body.fanout, 'cluster')
+  await onB.untilEvents(1)
+
+  await admin.config('SET', 'maxmemory', '1')
+  const refused = await notify(a.url, { topic: 'm', data: 'refused' })
+  t.equal(refused.status, 503, 'the publish Redis refused is answered 503')
+  t.match(refused.body.message, /OOM/)
+  t.equal((await health(a)).status, 'degraded', 'health says degraded at once')
+  // The proof that follows names Redis's own reason.
+  await until(async () => /OOM/.test((await health(a)).reason ?? ''), 3000, 'health naming OOM')
+  const kept = await notify(a.url, { topic: 'm', data: 'kept' })
+  t.same([kept.status, kept.body.fanout], [202, 'local'], 'while degraded, an event is delivered here and kept for the others')
+
+  await admin.config('SET', 'maxmemory', '0')
+  // Nothing reconnects: the instance must prove the path again by itself.
+  await until(async () => (await health(a)).status === 'ok', 5000, 'A ok again without a reconnection')
+  await onB.until(s => s.events.some(e => e.data === 'kept'), 5000, 'B: the kept event')
+  const after = await notify(a.url, { topic: 'm', data: 'after' })
+  t.equal(after.body.fanout, 'cluster', 'publishing through Redis again')
+  for (const [name, c] of [['A', onA], ['B', onB]] as const) {
+    await c.until(s => s.events.some(e => e.data === 'after'), 5000, `${name}: the event after`)
+    await new Promise(resolve => setTimeout(resolve, 150))
+    t.same(c.events.map(e => e.data), ['before', 'kept', 'after'], `${name}: the kept event once, in its place; the refused one never`)
+  }
 })
