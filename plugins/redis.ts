@@ -98,8 +98,10 @@ function createCluster (url: string, extra: string, role: Role, outage: Outage):
     redisOptions: node,
     shardedSubscribers: role === 'subscriber',
     clusterRetryStrategy: times => Math.min(100 * 2 ** Math.min(times, 4), 2000),
-    // A failover takes a few seconds: keep following the redirections that long.
-    retryDelayOnFailover: 300,
+    // A failover takes a few seconds: keep following the redirections that long. Not for
+    // the publisher: ioredis retries a command whose connection closed, even one Redis ran
+    // (its reply lost), and a publish run twice is an event in the log twice.
+    retryDelayOnFailover: role === 'publisher' ? 0 : 300,
     retryDelayOnClusterDown: 300,
     maxRedirections: 16,
     ...(u.protocol === 'rediss:' && { dnsLookup: (address: string, callback: (err: Error | null, address: string) => void) => callback(null, address) })

@@ -125,6 +125,8 @@ export class RedisBus implements Bus {
   private drainRetry: NodeJS.Timeout | null = null
   private drainFailures = 0
   private drainLogged = 0
+  /** Why the last drain failed, until one succeeds. */
+  private drainError: string | null = null
   /** Publishes of this event-loop turn, in order. */
   private turn: Pending[] | null = null
   /** Turns that must go one after the other (they have events of several topics). */
@@ -164,6 +166,7 @@ export class RedisBus implements Bus {
   /** Why this instance cannot deliver cluster-wide now, or null when it can. */
   get trouble (): string | null {
     if (this.pub.status !== 'ready' || this.opts.sub.status !== 'ready') return 'Redis is not connected'
+    if (this.drainError !== null && this.outbox.length > 0) return `${this.outbox.length} events accepted here during an outage are not yet published to the other instances (${this.drainError})`
     return this.problem
   }
 
@@ -177,12 +180,16 @@ export class RedisBus implements Bus {
     const key = logKey(this.opts.prefix, log)
     const sub = this.opts.sub as Redis
     let problem: string | null = null
+    /** What Redis (or ioredis) said when a command of the proof failed. */
+    let cause: string | null = null
+    let unreachable = false
     let timer: NodeJS.Timeout | undefined
     try {
       try {
         await sub.ssubscribe(key)
       } catch (err) {
-        throw new Error(`subscribing (SSUBSCRIBE) is refused: ${(err as Error).message}`)
+        cause = (err as Error).message
+        throw new Error(`subscribing (SSUBSCRIBE) is refused: ${cause}`)
       }
       const received = new Promise<void>((resolve, reject) => {
         this.probeArrived = resolve
@@ -191,11 +198,15 @@ export class RedisBus implements Bus {
       try {
         await this.pub.ssePublish(key, 1, 60_000, pack([{ event: { topics: [log], body: 'data: probe\n\n' }, uid: '', priors: '' }], this.opts.instanceId))
       } catch (err) {
-        throw new Error(`the publish script (EVAL/EVALSHA, XADD, XTRIM, PEXPIRE, SPUBLISH) is refused: ${(err as Error).message}`)
+        cause = (err as Error).message
+        throw new Error(`the publish script (EVAL/EVALSHA, XADD, XTRIM, PEXPIRE, SPUBLISH) is refused: ${cause}`)
       }
       await received
     } catch (err) {
-      problem = (err as Error).message
+      // On a cluster, the probe's master out of reach fails only the publishes to its
+      // topics, and each says so: no reason to keep every publish on this instance.
+      unreachable = cause !== null && !REFUSAL.test(cause) && 'nodes' in this.pub
+      problem = unreachable ? null : (err as Error).message
     } finally {
       clearTimeout(timer)
       this.probeArrived = null
@@ -207,7 +218,7 @@ export class RedisBus implements Bus {
     // A refusal can pass (memory freed, an ACL fixed) without the connection dropping:
     // nothing else would prove the path again, and publishes would stay local.
     if (problem === null) this.drainOutbox()
-    else this.scheduleProof(PROOF_RETRY_MS)
+    if (problem !== null || unreachable) this.scheduleProof(PROOF_RETRY_MS)
     return problem
   }
 
@@ -504,7 +515,11 @@ export class RedisBus implements Bus {
   private drainOutbox (): void {
     if (this.draining || this.outbox.length === 0 || this.pub.status !== 'ready' || this.problem !== null) return
     this.draining = true
-    this.drain().then(() => { this.drainFailures = 0 }, err => {
+    this.drain().then(() => {
+      this.drainFailures = 0
+      this.drainError = null
+    }, err => {
+      this.drainError = (err as Error).message
       if (Date.now() - this.drainLogged > 10_000) {
         this.drainLogged = Date.now()
         this.opts.onError(err, `outbox publish (${this.outbox.length} events waiting; retrying)`)

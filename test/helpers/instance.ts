@@ -13,10 +13,11 @@ export interface Instance {
 }
 
 /** Builds and starts an instance; it is closed when `t` ends (closing it earlier is fine). */
-export async function startInstance (t: Test, config: Record<string, unknown> = {}, logger: AppOptions['logger'] = false): Promise<Instance> {
+export async function startInstance (t: Test, config: Record<string, unknown> = {}, logger: AppOptions['logger'] = false, instanceId?: string): Promise<Instance> {
   const app = await buildApp({
     env: false,
     logger,
+    instanceId,
     // Load shedding is off unless a test turns it on: a busy CI machine must not turn
     // a test's stream into a 503.
     config: { PORT: 0, HOST: '127.0.0.1', REDIS_CONNECT_TIMEOUT_MS: 500, PRESSURE_MAX_EVENT_LOOP_DELAY_MS: 0, ...config }

@@ -4,6 +4,7 @@ import { once } from 'node:events'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import type { Test } from 'tap'
 import { startInstance, type Instance } from './instance.js'
+import { keySlot, poll, type TestCluster } from './redis-cluster.js'
 import { freePort, TestRedis } from './redis.js'
 
 export class Link {
@@ -11,6 +12,8 @@ export class Link {
   private readonly target: number
   private server: Server | null = null
   private readonly sockets = new Set<Socket>()
+  /** Set: the next thing Redis answers closes that connection instead of reaching the client (a command ran; its reply is lost). */
+  loseNextReply = false
 
   private constructor (port: number, target: number) {
     this.port = port
@@ -32,7 +35,12 @@ export class Link {
       const upstream = connect(this.target, '127.0.0.1')
       this.sockets.add(downstream)
       this.sockets.add(upstream)
-      downstream.pipe(upstream).pipe(downstream)
+      downstream.pipe(upstream)
+      upstream.on('data', (chunk: Buffer) => {
+        if (!this.loseNextReply) return downstream.write(chunk)
+        this.loseNextReply = false
+        drop()
+      })
       const drop = (): void => {
         downstream.destroy()
         upstream.destroy()
@@ -69,4 +77,37 @@ export async function linkedPair (t: Test, prefix: string): Promise<{ redis: Tes
   const a = await startInstance(t, { REDIS_URL: link.url, REDIS_PREFIX: prefix })
   const b = await startInstance(t, { REDIS_URL: redis.url, REDIS_PREFIX: prefix })
   return { redis, link, a, b }
+}
+
+/**
+ * Makes every master of `cluster` announce a Link of the test's own, so clients reach each
+ * master only through its link (the cluster bus stays direct). Returns the links by the
+ * masters' ports; slot lookups must use the map as created (`cluster.nodes`), since the
+ * nodes now announce the links' ports.
+ */
+export async function linkMasters (t: Test, cluster: TestCluster): Promise<Map<number, Link>> {
+  const links = new Map<number, Link>()
+  for (const node of cluster.nodes.filter(n => n.role === 'master')) {
+    const link = await Link.open(node.port)
+    t.teardown(async () => await link.cut())
+    links.set(node.port, link)
+    const myself = String(await cluster.command(node.port, 'CLUSTER', 'NODES')).split('\n').find(l => l.includes('myself'))!
+    await cluster.command(node.port, 'CONFIG', 'SET', 'cluster-announce-bus-port', /@(\d+)/.exec(myself)![1])
+    await cluster.command(node.port, 'CONFIG', 'SET', 'cluster-announce-port', link.port)
+  }
+  const announced = new Set([...links.values()].map(l => l.port))
+  await poll('every master announcing its link', 10000, async () => {
+    for (const port of links.keys()) {
+      const slots = await cluster.command(port, 'CLUSTER', 'SLOTS') as Array<[number, number, [string, number]]>
+      if (!slots.every(s => announced.has(Number(s[2][1])))) return undefined
+    }
+    return true
+  })
+  return links
+}
+
+/** The master (its own port) that serves `key`, from the slot map as the cluster was created. */
+export function masterAtStart (cluster: TestCluster, key: string): number {
+  const slot = keySlot(key)
+  return cluster.nodes.find(n => n.role === 'master' && n.slots.some(([lo, hi]) => slot >= lo && slot <= hi))!.port
 }

@@ -1,0 +1,117 @@
+// The links between instances and the masters of a Redis Cluster, each master reached
+// through a link the test controls: every link cut (the outbox, then a master refusing
+// writes as it is published, so an event of two masters' topics goes on from the copy that
+// failed), and a link that loses a publish's reply (the publish is never run twice).
+import t from 'tap'
+import { linkMasters, masterAtStart } from '../helpers/link.js'
+import { notify, openStream, startInstance, type Instance, type SseClient } from '../helpers/instance.js'
+import { startCluster } from '../helpers/redis-cluster.js'
+import { until } from '../helpers/wait.js'
+
+async function health (i: Instance): Promise<any> {
+  return await (await fetch(`${i.url}/health`)).json()
+}
+
+/** Per topic of `topics`, the data of the events `c` got through it, in order (an event of both counted once, under the first). */
+function perTopic (c: SseClient, topics: Record<string, string[]>): Record<string, string[]> {
+  const out: Record<string, string[]> = {}
+  for (const [topic, of] of Object.entries(topics)) out[topic] = c.events.map(e => e.data).filter(d => of.includes(d))
+  return out
+}
+
+t.test('every instance cut off from every master, then back with one master refusing writes: the outbox publishes each event once, an event of two masters\' topics from the copy that failed', async t => {
+  const cluster = await startCluster(t, { replicas: 0 })
+  const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
+  const links = await linkMasters(t, cluster)
+  const prefix = `ro${Math.random().toString(36).slice(2, 6)}:`
+  const masterOf = (log: string): number => masterAtStart(cluster, `${prefix}{${log}}`)
+  // Topic `a…` on one master, `b…` on another (a sorts first: its copy is written first).
+  let first = ''
+  let second = ''
+  for (let i = 0; first === '' || second === ''; i++) {
+    if (first === '' && masterOf(`a${i}`) === masters[0]) first = `a${i}`
+    if (second === '' && masterOf(`b${i}`) === masters[1]) second = `b${i}`
+  }
+  // A's own proof goes through the first master: with only that one back, A can drain.
+  let idA = ''
+  for (let i = 0; idA === ''; i++) if (masterOf(`*probe:outbox-a-${i}`) === masters[0]) idA = `outbox-a-${i}`
+  const config = { REDIS_URL: `redis://127.0.0.1:${links.get(masters[0])!.port}`, REDIS_PREFIX: prefix, REDIS_CONNECT_TIMEOUT_MS: 3000 }
+  const a = await startInstance(t, config, false, idA)
+  const b = await startInstance(t, config)
+  const both = `topic=${first}&topic=${second}`
+  const onA = await openStream(t, `${a.url}/stream?${both}`)
+  const onB = await openStream(t, `${b.url}/stream?${both}`)
+  const onBFirst = await openStream(t, `${b.url}/stream?topic=${first}`)
+  const onBSecond = await openStream(t, `${b.url}/stream?topic=${second}`)
+  await until(async () => (await health(a)).status === 'ok' && (await health(b)).status === 'ok', 10000, 'both ok')
+  const zero = await notify(a.url, { topic: [first, second], data: 'e0' })
+  t.same([zero.status, zero.body.fanout], [202, 'cluster'], JSON.stringify(zero.body))
+  for (const c of [onA, onB, onBFirst, onBSecond]) await c.untilEvents(1, 10000)
+
+  for (const link of links.values()) await link.cut()
+  await until(async () => (await health(a)).status === 'degraded', 10000, 'A degraded')
+  const kept = [
+    await notify(a.url, { topic: [first, second], data: 'o1' }),
+    await notify(a.url, { topic: second, data: 'o2' }),
+    await notify(a.url, { topic: first, data: 'o3' })
+  ]
+  t.same(kept.map(r => [r.status, r.body.fanout]), [[202, 'local'], [202, 'local'], [202, 'local']], 'accepted, delivered on A, kept for the others')
+  await onA.untilEvents(4)
+  t.same(onA.events.map(e => e.data), ['e0', 'o1', 'o2', 'o3'], 'A\'s client has them at once')
+
+  // The links back, but the second topic's master out of memory: o1's copy in `first` is
+  // published, the one in `second` refused, and the outbox waits on it.
+  await cluster.command(masters[1], 'CONFIG', 'SET', 'maxmemory', '1')
+  for (const link of links.values()) await link.restore()
+  await onBFirst.until(c => c.events.some(e => e.data === 'o1'), 20000, 'o1 through the first master')
+  await until(async () => /OOM/.test((await health(a)).reason ?? ''), 5000, 'A degraded, naming OOM')
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  t.same(onBSecond.events.map(e => e.data), ['e0'], 'nothing through the master refusing writes')
+  t.same(onB.events.map(e => e.data), ['e0', 'o1'], 'B\'s client of both got o1 once, through its first topic')
+
+  await cluster.command(masters[1], 'CONFIG', 'SET', 'maxmemory', '0')
+  await until(async () => (await health(a)).status === 'ok', 10000, 'A ok')
+  await onBSecond.until(c => c.events.some(e => e.data === 'o2'), 10000, 'o2 through the second master')
+  await onB.until(c => c.events.some(e => e.data === 'o3'), 10000, 'o3')
+  await new Promise(resolve => setTimeout(resolve, 500))
+  const order = { [first]: ['e0', 'o1', 'o3'], [second]: ['e0', 'o1', 'o2'] }
+  t.same(onBFirst.events.map(e => e.data), ['e0', 'o1', 'o3'], `B, ${first} only: each once, in order`)
+  t.same(onBSecond.events.map(e => e.data), ['e0', 'o1', 'o2'], `B, ${second} only: o1's second copy, then o2`)
+  t.equal(onB.events.length, 4, 'B, both topics: four events, none twice')
+  t.same(perTopic(onB, order), order, 'in each topic\'s order')
+  t.same(onA.events.map(e => e.data), ['e0', 'o1', 'o2', 'o3'], 'A\'s client got nothing again when its outbox was published')
+
+  // A resume on A from e0 replays the outage's events once each, with ids now.
+  const resumed = await openStream(t, `${a.url}/stream?${both}`, { 'last-event-id': onB.events[0].id! })
+  await resumed.untilEvents(3, 10000)
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.equal(resumed.events.length, 3, 'a resume from e0: three events, none twice')
+  t.same(perTopic(resumed, { [first]: ['o1', 'o3'], [second]: ['o1', 'o2'] }), { [first]: ['o1', 'o3'], [second]: ['o1', 'o2'] })
+  t.notOk([onB, onBFirst, onBSecond, resumed].some(c => c.events.some(e => e.event === 'reset')), 'no reset anywhere')
+})
+
+t.test('a publish whose reply is lost (the connection closes after the script ran): answered 503 "may or may not", and in the log once, never run again', async t => {
+  const cluster = await startCluster(t, { replicas: 0 })
+  const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
+  const links = await linkMasters(t, cluster)
+  const prefix = `rl${Math.random().toString(36).slice(2, 6)}:`
+  let topic = ''
+  for (let i = 0; topic === ''; i++) if (masterAtStart(cluster, `${prefix}{l${i}}`) === masters[1]) topic = `l${i}`
+  const a = await startInstance(t, { REDIS_URL: `redis://127.0.0.1:${links.get(masters[0])!.port}`, REDIS_PREFIX: prefix, REDIS_CONNECT_TIMEOUT_MS: 3000 })
+  await until(async () => (await health(a)).status === 'ok', 10000, 'A ok')
+  const before = await notify(a.url, { topic, data: 'before' })
+  t.equal(before.body.fanout, 'cluster')
+
+  links.get(masters[1])!.loseNextReply = true
+  const lost = await notify(a.url, { topic, data: 'lost' })
+  t.equal(lost.status, 503, JSON.stringify(lost.body))
+  t.match(lost.body.message, /may or may not have been sent/)
+  const entries = await cluster.command(masters[1], 'XRANGE', `${prefix}{${topic}}`, '-', '+') as unknown[]
+  t.equal(entries.length, 2, 'the script ran once: not sent again on a new connection')
+
+  // What a client resuming after `before` is replayed: the event once.
+  await until(async () => (await notify(a.url, { topic, data: 'after' })).body.fanout === 'cluster', 10000, 'publishing again')
+  const resumed = await openStream(t, `${a.url}/stream?topic=${topic}`, { 'last-event-id': before.body.id })
+  await resumed.until(c => c.events.some(e => e.data === 'after'), 10000, 'the replay')
+  t.same(resumed.events.map(e => e.data).filter(d => d !== 'after'), ['lost'], 'a resume replays the event once')
+})
