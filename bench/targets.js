@@ -3,7 +3,7 @@
 // loopback port with its own fd limit and stops by itself on stop(); /proc gives RSS
 // and CPU time of each process (all threads) for the tables.
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -312,4 +312,116 @@ export async function startRedis () {
   const proc = spawnLimited('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--maxclients', '1000', '--loglevel', 'warning'], { nofile: 4096, stdio: ['ignore', 'ignore', 'inherit'] })
   await waitFor(() => !exited(proc) && redisAnswers(port), 10000, 'redis-server')
   return target('redis', proc, port, { url: `redis://${HOST}:${port}` })
+}
+
+/** One RESP command on a fresh connection; resolves with the raw reply text (bounded by timeoutMs). */
+export function redisCommand (port, args, timeoutMs = 2000) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: HOST, port })
+    let buf = ''
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`redis :${port} ${args[0]}: no reply within ${timeoutMs} ms`)) }, timeoutMs)
+    const done = (err, value) => { clearTimeout(timer); sock.destroy(); if (err) reject(err); else resolve(value) }
+    sock.on('connect', () => sock.write(`*${args.length}\r\n${args.map(a => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('')}`))
+    sock.on('data', d => {
+      buf += d
+      if (buf[0] === '$') {
+        const nl = buf.indexOf('\r\n')
+        const len = Number(buf.slice(1, nl))
+        if (len < 0) return done(null, '')
+        if (Buffer.byteLength(buf) >= nl + 2 + len + 2) done(null, buf.slice(nl + 2, nl + 2 + len))
+      } else if (buf.endsWith('\r\n')) {
+        if (buf[0] === '-') done(new Error(buf.trim()))
+        else done(null, buf)
+      }
+    })
+    sock.on('error', err => done(err))
+  })
+}
+
+/**
+ * A private Redis Cluster: `masters` + `masters * replicas` redis-server processes on free
+ * ports (client and bus ports both picked free), `redis-cli --cluster create`, then every
+ * node at cluster_state:ok with all 16384 slots and one slot map. No persistence; its
+ * nodes.conf files live in bench/out/cluster-<port>, removed on stop(). The nodes die with
+ * this process like every other child. `nodes`: [{ port, pid, role }] (masters first).
+ */
+export async function startRedisCluster ({ masters = 3, replicas = 0, timeoutMs = 30000 } = {}) {
+  const total = masters * (1 + replicas)
+  const taken = new Set()
+  const pick = async () => { for (;;) { const p = await freePort(); if (!taken.has(p)) { taken.add(p); return p } } }
+  const ports = []
+  const bus = new Map()
+  for (let i = 0; i < total; i++) { const p = await pick(); ports.push(p); bus.set(p, await pick()) }
+  const dir = join(OUT_DIR, `cluster-${ports[0]}`)
+  mkdirSync(dir, { recursive: true })
+  const procs = new Map()
+  const stop = async () => {
+    await Promise.all([...procs.values()].map(p => stopper(p, 'SIGTERM', 5000)()))
+    rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    for (const port of ports) {
+      procs.set(port, spawnLimited('redis-server', [
+        '--port', String(port), '--cluster-port', String(bus.get(port)), '--bind', HOST,
+        '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '5000',
+        '--dir', dir, '--save', '', '--appendonly', 'no', '--maxclients', '1000', '--loglevel', 'warning'
+      ], { nofile: 4096, stdio: ['ignore', 'ignore', 'inherit'] }))
+    }
+    for (const port of ports) await waitFor(() => !exited(procs.get(port)) && redisAnswers(port), 10000, `cluster node redis-server :${port}`)
+    const cli = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map(p => `${HOST}:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { encoding: 'utf8', timeout: 60000 })
+    if (cli.status !== 0) throw new Error(`redis-cli --cluster create failed (${cli.status ?? cli.signal}): ${cli.stdout}${cli.stderr}`)
+    const info = async port => Object.fromEntries((await redisCommand(port, ['CLUSTER', 'INFO'])).split('\r\n').filter(l => l.includes(':')).map(l => l.split(':')))
+    const slotMap = async port => (await redisCommand(port, ['CLUSTER', 'NODES'])).trim().split('\n')
+      .map(l => l.split(' ')).filter(f => f[2].includes('master')).map(f => `${f[1].split('@')[0]}:${f.slice(8).join(',')}`).sort().join(' ')
+    await waitFor(async () => {
+      try {
+        const infos = await Promise.all(ports.map(info))
+        if (!infos.every(i => i.cluster_state === 'ok' && i.cluster_slots_ok === '16384')) return false
+        return new Set(await Promise.all(ports.map(slotMap))).size === 1
+      } catch { return false }
+    }, timeoutMs, 'cluster_state:ok on every node')
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  // Roles and slots as the cluster sees them.
+  const nodes = (await redisCommand(ports[0], ['CLUSTER', 'NODES'])).trim().split('\n').map(l => {
+    const f = l.split(' ')
+    const port = Number(f[1].split('@')[0].split(':').pop())
+    const slots = f.slice(8).filter(s => !s.startsWith('[')).map(s => s.split('-').map(Number)).map(([a, b]) => [a, b ?? a])
+    return { port, pid: procs.get(port).pid, role: f[2].includes('master') ? 'master' : 'replica', slots }
+  }).sort((a, b) => (a.role === b.role ? a.port - b.port : a.role === 'master' ? -1 : 1))
+  const first = nodes[0].port
+  return {
+    name: 'redis-cluster',
+    host: HOST,
+    ports,
+    nodes,
+    url: `redis://${HOST}:${first}`,
+    /** The master's port serving `slot`. */
+    masterForSlot: slot => nodes.find(n => n.role === 'master' && n.slots.some(([a, b]) => slot >= a && slot <= b))?.port,
+    stop
+  }
+}
+
+// CRC16/XMODEM as Redis Cluster uses it, with hash tags: which slot a key (a topic's log) is in.
+const crcTable = (() => {
+  const t = new Uint16Array(256)
+  for (let i = 0; i < 256; i++) {
+    let c = i << 8
+    for (let j = 0; j < 8; j++) c = (c & 0x8000) !== 0 ? ((c << 1) ^ 0x1021) & 0xffff : (c << 1) & 0xffff
+    t[i] = c
+  }
+  return t
+})()
+export function keySlot (key) {
+  let s = key
+  const open = s.indexOf('{')
+  if (open !== -1) {
+    const close = s.indexOf('}', open + 1)
+    if (close > open + 1) s = s.slice(open + 1, close)
+  }
+  let crc = 0
+  for (const b of Buffer.from(s)) crc = ((crc << 8) & 0xffff) ^ crcTable[((crc >> 8) ^ b) & 0xff]
+  return crc % 16384
 }
