@@ -96,3 +96,23 @@ t.test('a subscription slower than a resume\'s wait: the event published in betw
   console.error('DEBUG fresh', fresh.text)
   t.same(fresh.data, ['4', '5'], 'the new stream opened before event 4: both, once')
 })
+
+t.test('a batch over several topics: each event gets its own position in its topic\'s log; a topic Redis refuses fails only its events', async t => {
+  const redis = await TestRedis.start()
+  t.teardown(async () => await redis.stop())
+  const a = instance(t, redis, 'a')
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  await until(async () => a.bus.trouble === null, 5000, 'the bus proven')
+  const event = (topic: string, n: number): { topics: string[], body: string } => ({ topics: [topic], body: `data: ${topic}${n}\n\n` })
+  const { ids } = await a.bus.publish([event('x', 0), event('y', 0), event('x', 1), event('z', 0), event('y', 1)])
+  const logIds = async (topic: string): Promise<string[]> => (await admin.xrange(`test:{${topic}}`, '-', '+')).map(([id]) => id)
+  const [x, y, z] = [await logIds('x'), await logIds('y'), await logIds('z')]
+  t.same(ids, [x[0], y[0], x[1], z[0], y[1]], 'the ids are the events\' positions in their logs, in the batch\'s order')
+  // A key of another type where a log would be: Redis refuses that call alone.
+  await admin.set('test:{w}', 'not a stream')
+  const err = await a.bus.publish([event('x', 2), event('w', 0), event('y', 2)]).then(() => null, (e: Error & { published?: string[][], unpublished?: string[][] }) => e)
+  t.ok(err !== null, 'the batch with a refused topic fails')
+  t.same([err?.published, err?.unpublished], [[['x'], [], ['y']], [[], ['w'], []]], 'naming the one event that was not published')
+  t.same([(await logIds('x')).length, (await logIds('y')).length], [3, 3], 'the others are in their logs')
+})
