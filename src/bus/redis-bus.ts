@@ -423,36 +423,17 @@ export class RedisBus implements Bus {
       if (list === undefined) byLog.set(log, list = [])
       list.push(p)
     }
-    const parts: Array<{ log: string, part: Pending[] }> = []
+    const calls: Array<Promise<void>> = []
     for (const [log, list] of byLog) {
-      for (let from = 0; from < list.length; from += CALL_EVENTS) parts.push({ log, part: list.slice(from, from + CALL_EVENTS) })
-    }
-    const answer = (part: Pending[], ids: string[] | null, err: Error | null): void => {
-      for (let i = 0; i < part.length; i++) settle(part[i], ids === null ? null : ids[i], err, err === null ? undefined : [])
-    }
-    const written = (part: Pending[]): Array<{ event: Outgoing, uid: string, priors: string }> => part.map(p => ({ event: p.event, uid: '', priors: '' }))
-    // Several logs on one Redis: one write for all the calls (a cluster's logs live on
-    // different masters, and a pipeline must stay on one).
-    if (parts.length > 1 && !('nodes' in this.pub)) {
-      const pipeline = this.pub.pipeline() as unknown as BusCommands & { exec: () => Promise<Array<[Error | null, string[]]> | null> }
-      for (const { log, part } of parts) pipeline.ssePublish(logKey(this.opts.prefix, log), this.opts.historySize, this.opts.historyTtlMs, pack(written(part), ''))
-      const started = performance.now()
-      let results: Array<[Error | null, string[]]> | null
-      try {
-        results = await pipeline.exec()
-      } catch (err) {
-        for (const { part } of parts) answer(part, null, err as Error)
-        return
+      for (let from = 0; from < list.length; from += CALL_EVENTS) {
+        const part = list.slice(from, from + CALL_EVENTS)
+        calls.push(this.send(log, part.map(p => ({ event: p.event, uid: '', priors: '' })), '').then(
+          ids => { for (let i = 0; i < part.length; i++) settle(part[i], ids[i], null) },
+          err => { for (const p of part) settle(p, null, err as Error, []) }
+        ))
       }
-      const ms = performance.now() - started
-      for (let i = 0; i < parts.length; i++) {
-        const [err, ids] = results?.[i] ?? [new Error('no reply from Redis'), []]
-        if (err === null) this.opts.answered?.('publish', ms)
-        answer(parts[i].part, err === null ? ids : null, err)
-      }
-      return
     }
-    await Promise.all(parts.map(async ({ log, part }) => await this.send(log, written(part), '').then(ids => answer(part, ids, null), err => answer(part, null, err as Error))))
+    await Promise.all(calls)
   }
 
   private async sendInOrder (turn: Pending[]): Promise<void> {
