@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import * as vega from 'vega'
 import { compile } from 'vega-lite'
-import { OUT_DIR, ROOT } from './targets.js'
+import { OUT_DIR, ROOT } from './harness/targets.js'
 
 const WIDTH = 480
 const FONT = 'Helvetica, Arial, sans-serif'

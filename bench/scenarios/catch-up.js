@@ -6,7 +6,7 @@
 // Usage: node bench/scenarios/catch-up.js [TOPICS]. Bounded: a hard time limit.
 import http from 'node:http'
 import net from 'node:net'
-import { startRedis, startService } from '../targets.js'
+import { startRedis, startService } from '../harness/targets.js'
 
 const TOPICS = Number(process.argv[2] ?? 4000)
 const BATCH = 500

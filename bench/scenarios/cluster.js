@@ -5,10 +5,10 @@
 // their clients connected and each round runs both, in a rotated order (round 1
 // sse-fanout then nchan, round 2 nchan then sse-fanout, ...). `capacity` is the
 // sse-fanout pair with more clients than one process may hold (each at a 20,000 fd limit).
-import { ClientPool } from '../clients.js'
-import { measureRun, sleep } from '../measure.js'
-import { median, ratio, table } from '../report.js'
-import { nchanMissing, rssBytes, startNchan, startRedis, startService } from '../targets.js'
+import { ClientPool } from '../harness/clients.js'
+import { measureRun, sleep } from '../harness/measure.js'
+import { median, ratio, table } from '../harness/report.js'
+import { nchanMissing, rssBytes, startNchan, startRedis, startService } from '../harness/targets.js'
 
 const LABELS = {
   service: 'sse-fanout (Redis)',

@@ -4,11 +4,11 @@
 // one event to the idle clients and then a burst. Medians over the rounds.
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ClientPool } from '../clients.js'
-import { measureRun, sleep } from '../measure.js'
-import { summarize } from '../profile-summary.js'
-import { median, ratio, table } from '../report.js'
-import { nchanMissing, OUT_DIR, rssBytes, startNaive, startNchan, startRedis, startService } from '../targets.js'
+import { ClientPool } from '../harness/clients.js'
+import { measureRun, sleep } from '../harness/measure.js'
+import { summarize } from '../harness/profile-summary.js'
+import { median, ratio, table } from '../harness/report.js'
+import { nchanMissing, OUT_DIR, rssBytes, startNaive, startNchan, startRedis, startService } from '../harness/targets.js'
 
 const LABELS = {
   service: 'sse-fanout (single)',

@@ -5,10 +5,10 @@
 import autocannon from 'autocannon'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { summarize } from '../profile-summary.js'
-import { payload } from '../publisher.js'
-import { median, ratio, table } from '../report.js'
-import { cpuNs, OUT_DIR, startBareFastify, startRedis, startService } from '../targets.js'
+import { summarize } from '../harness/profile-summary.js'
+import { payload } from '../harness/publisher.js'
+import { median, ratio, table } from '../harness/report.js'
+import { cpuNs, OUT_DIR, startBareFastify, startRedis, startService } from '../harness/targets.js'
 
 function nowUs () {
   const t = process.hrtime()

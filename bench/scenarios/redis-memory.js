@@ -4,9 +4,9 @@
 // keys, how many carry a TTL, and MEMORY USAGE of one topic's key (an estimate: Redis
 // counts a fixed ~250 bytes per radix-tree node of a stream). A fresh Redis per row.
 import { Redis } from 'ioredis'
-import { payload } from '../publisher.js'
-import { table } from '../report.js'
-import { startRedis, startService } from '../targets.js'
+import { payload } from '../harness/publisher.js'
+import { table } from '../harness/report.js'
+import { startRedis, startService } from '../harness/targets.js'
 
 function post (target, events) {
   return fetch(`http://${target.host}:${target.port}/notify`, {

@@ -9,10 +9,10 @@
 // ended, and the instance's RSS (peak growth over the run).
 import http from 'node:http'
 import net from 'node:net'
-import { ClientPool } from '../clients.js'
-import { measureRun, sleep } from '../measure.js'
-import { median, ratio, table } from '../report.js'
-import { rssBytes, startService } from '../targets.js'
+import { ClientPool } from '../harness/clients.js'
+import { measureRun, sleep } from '../harness/measure.js'
+import { median, ratio, table } from '../harness/report.js'
+import { rssBytes, startService } from '../harness/targets.js'
 
 function metrics (server) {
   return new Promise(resolve => {

@@ -3,10 +3,10 @@
 // rate from `steadyStart` until a run fails, then halving the gap `steadySteps` times.
 // Targets take turns probe by probe, so a noisy minute hits both. Then both run at half
 // the slowest target's rate, alternated, for p99 and p99.9 side by side.
-import { ClientPool } from '../clients.js'
-import { measureRun, sleep } from '../measure.js'
-import { median, ratio, table } from '../report.js'
-import { nchanMissing, startNaive, startNchan, startService } from '../targets.js'
+import { ClientPool } from '../harness/clients.js'
+import { measureRun, sleep } from '../harness/measure.js'
+import { median, ratio, table } from '../harness/report.js'
+import { nchanMissing, startNaive, startNchan, startService } from '../harness/targets.js'
 
 const LABELS = { service: 'sse-fanout (single)', nchan: 'nchan (nginx)', naive: 'naive node:http' }
 

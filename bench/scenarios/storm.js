@@ -6,12 +6,12 @@
 // events in order, then the live ones, each once, and no reset. Redis work: the
 // instances' sse_history_reads_total and Redis's commands processed, per resumed client.
 import { connect } from 'node:net'
-import { createHistogram, percentile, record } from '../histogram.js'
-import { payload } from '../publisher.js'
-import { ClientPool } from '../clients.js'
-import { sleep } from '../measure.js'
-import { table } from '../report.js'
-import { cpuNs, startRedis, startService } from '../targets.js'
+import { createHistogram, percentile, record } from '../harness/histogram.js'
+import { payload } from '../harness/publisher.js'
+import { ClientPool } from '../harness/clients.js'
+import { sleep } from '../harness/measure.js'
+import { table } from '../harness/report.js'
+import { cpuNs, startRedis, startService } from '../harness/targets.js'
 
 function nowUs () {
   const t = process.hrtime()

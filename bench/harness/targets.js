@@ -8,9 +8,11 @@ import net from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-export const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
+export const HARNESS_DIR = dirname(fileURLToPath(import.meta.url))
+export const BENCH_DIR = dirname(HARNESS_DIR)
 export const ROOT = dirname(BENCH_DIR)
 export const OUT_DIR = join(BENCH_DIR, 'out')
+const SERVERS_DIR = join(BENCH_DIR, 'servers')
 const HOST = '127.0.0.1'
 const NCHAN_MODULE = '/usr/lib/nginx/modules/ngx_nchan_module.so'
 
@@ -216,14 +218,14 @@ export async function startService ({ name = 'service', redisUrl = '', prefix = 
 
 export async function startNaive ({ nofile = 20000 } = {}) {
   const port = await freePort()
-  const proc = spawnLimited(process.execPath, [join(BENCH_DIR, 'naive-server.js')], { nofile, env: { PORT: String(port), HOST } })
+  const proc = spawnLimited(process.execPath, [join(SERVERS_DIR, 'naive-server.js')], { nofile, env: { PORT: String(port), HOST } })
   await waitFor(() => !exited(proc) && httpAnswers(port, '/health'), 15000, 'naive server')
   return target('naive', proc, port, { kind: 'json', streamPath: '/stream?topic=bench', publishPath: '/notify' })
 }
 
 export async function startBareFastify () {
   const port = await freePort()
-  const proc = spawnLimited(process.execPath, [join(BENCH_DIR, 'bare-fastify.js')], { nofile: 20000, env: { PORT: String(port), HOST } })
+  const proc = spawnLimited(process.execPath, [join(SERVERS_DIR, 'bare-fastify.js')], { nofile: 20000, env: { PORT: String(port), HOST } })
   await waitFor(() => !exited(proc) && httpAnswers(port, '/health'), 15000, 'bare Fastify')
   return target('bare-fastify', proc, port, { kind: 'json', publishPath: '/notify' })
 }

@@ -3,7 +3,7 @@
 // what each process counted.
 import { join } from 'node:path'
 import { createHistogram, mergeSparse } from './histogram.js'
-import { BENCH_DIR, spawnLimited } from './targets.js'
+import { HARNESS_DIR, spawnLimited } from './targets.js'
 
 /** Source addresses: each has its own ~28k ephemeral ports. */
 export const SOURCES = Array.from({ length: 16 }, (_, i) => `127.0.0.${i + 2}`)
@@ -46,7 +46,7 @@ export class ClientPool {
   start () {
     for (let i = 0; i < this.processes; i++) {
       const nodeArgs = (process.env.BENCH_CLIENT_NODE_ARGS ?? '').split(' ').filter(Boolean)
-      const proc = spawnLimited(process.execPath, [...nodeArgs, join(BENCH_DIR, 'client-worker.js')], {
+      const proc = spawnLimited(process.execPath, [...nodeArgs, join(HARNESS_DIR, 'client-worker.js')], {
         nofile: this.nofile,
         stdio: ['ignore', 'inherit', 'inherit', 'ipc']
       })

@@ -1,7 +1,7 @@
 // Top self-time functions of a V8 .cpuprofile (node --cpu-prof), optionally only the
 // samples inside given time windows (CLOCK_MONOTONIC µs, the clock of process.hrtime
 // and of the profile's timestamps on Linux).
-// CLI: node bench/profile-summary.js file.cpuprofile [top]
+// CLI: node bench/harness/profile-summary.js file.cpuprofile [top]
 import { readFileSync } from 'node:fs'
 import { basename } from 'node:path'
 import { pathToFileURL } from 'node:url'
