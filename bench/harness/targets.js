@@ -405,25 +405,3 @@ export async function startRedisCluster ({ masters = 3, replicas = 0, timeoutMs 
     stop
   }
 }
-
-// CRC16/XMODEM as Redis Cluster uses it, with hash tags: which slot a key (a topic's log) is in.
-const crcTable = (() => {
-  const t = new Uint16Array(256)
-  for (let i = 0; i < 256; i++) {
-    let c = i << 8
-    for (let j = 0; j < 8; j++) c = (c & 0x8000) !== 0 ? ((c << 1) ^ 0x1021) & 0xffff : (c << 1) & 0xffff
-    t[i] = c
-  }
-  return t
-})()
-export function keySlot (key) {
-  let s = key
-  const open = s.indexOf('{')
-  if (open !== -1) {
-    const close = s.indexOf('}', open + 1)
-    if (close > open + 1) s = s.slice(open + 1, close)
-  }
-  let crc = 0
-  for (const b of Buffer.from(s)) crc = ((crc << 8) & 0xffff) ^ crcTable[((crc >> 8) ^ b) & 0xff]
-  return crc % 16384
-}

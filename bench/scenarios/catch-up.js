@@ -5,26 +5,11 @@
 // every stream had both events, duplicates, B's answers and Redis's commands.
 // Usage: node bench/scenarios/catch-up.js [TOPICS]. Bounded: a hard time limit.
 import http from 'node:http'
-import net from 'node:net'
-import { startRedis, startService } from '../harness/targets.js'
+import { redisCommand, startRedis, startService } from '../harness/targets.js'
 
 const TOPICS = Number(process.argv[2] ?? 4000)
 const BATCH = 500
 setTimeout(() => { console.error('catch-up: time limit'); process.exit(2) }, 180000).unref()
-
-function redisCommand (port, args) {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1')
-    let reply = ''
-    s.on('connect', () => s.write(`*${args.length}\r\n` + args.map(a => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')))
-    s.on('data', d => {
-      reply += d
-      // Bulk replies end with CRLF after their length; one short wait is enough on loopback.
-      setTimeout(() => { s.destroy(); resolve(reply) }, 50)
-    })
-    s.on('error', reject)
-  })
-}
 
 function post (target, body) {
   return new Promise((resolve, reject) => {

@@ -29,7 +29,9 @@ import autocannon from 'autocannon'
 import http from 'node:http'
 import { readFileSync } from 'node:fs'
 import { median, table } from '../harness/report.js'
-import { cpuNs, keySlot, redisCommand, startRedis, startRedisCluster, startService, useRef } from '../harness/targets.js'
+// Which slot a key is in, hash tags included: the calculation ioredis itself uses.
+import keySlot from 'cluster-key-slot'
+import { cpuNs, redisCommand, startRedis, startRedisCluster, startService, useRef } from '../harness/targets.js'
 
 const positional = process.argv.slice(2).filter(a => !a.startsWith('--'))
 const flags = Object.fromEntries(process.argv.slice(2).filter(a => a.startsWith('--')).map(a => { const [k, v] = a.slice(2).split('='); return [k, v ?? 'true'] }))
