@@ -3,9 +3,9 @@
 // writes as it is published, so an event of two masters' topics goes on from the copy that
 // failed), and a link that loses a publish's reply (the publish is never run twice).
 import t from 'tap'
-import { linkMasters, masterAtStart } from '../helpers/link.js'
+import { linkMasters } from '../helpers/link.js'
 import { notify, openStream, startInstance, type Instance, type SseClient } from '../helpers/instance.js'
-import { startCluster } from '../helpers/redis-cluster.js'
+import { masterAtStart, startCluster } from '../helpers/redis-cluster.js'
 import { until } from '../helpers/wait.js'
 
 async function health (i: Instance): Promise<any> {

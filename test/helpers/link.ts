@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import type { Test } from 'tap'
 import { startInstance, type Instance } from './instance.js'
-import { keySlot, poll, type TestCluster } from './redis-cluster.js'
+import { poll, type TestCluster } from './redis-cluster.js'
 import { freePort, TestRedis } from './redis.js'
 
 export class Link {
@@ -37,10 +37,13 @@ export class Link {
       this.sockets.add(upstream)
       downstream.pipe(upstream)
       upstream.on('data', (chunk: Buffer) => {
-        if (!this.loseNextReply) return downstream.write(chunk)
-        this.loseNextReply = false
-        drop()
+        if (this.loseNextReply) {
+          this.loseNextReply = false
+          return drop()
+        }
+        if (!downstream.write(chunk)) upstream.pause()
       })
+      downstream.on('drain', () => upstream.resume())
       const drop = (): void => {
         downstream.destroy()
         upstream.destroy()
@@ -104,10 +107,4 @@ export async function linkMasters (t: Test, cluster: TestCluster): Promise<Map<n
     return true
   })
   return links
-}
-
-/** The master (its own port) that serves `key`, from the slot map as the cluster was created. */
-export function masterAtStart (cluster: TestCluster, key: string): number {
-  const slot = keySlot(key)
-  return cluster.nodes.find(n => n.role === 'master' && n.slots.some(([lo, hi]) => slot >= lo && slot <= hi))!.port
 }

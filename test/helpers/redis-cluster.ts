@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import calculateSlot from 'cluster-key-slot'
 import { Redis } from 'ioredis'
 import { freePort } from './redis.js'
 
@@ -82,27 +83,15 @@ export interface TestCluster {
   stop: () => Promise<void>
 }
 
-// CRC16/XMODEM as Redis Cluster uses it, with hash tags.
-const crcTable = (() => {
-  const table = new Uint16Array(256)
-  for (let i = 0; i < 256; i++) {
-    let crc = i << 8
-    for (let j = 0; j < 8; j++) crc = (crc & 0x8000) !== 0 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
-    table[i] = crc
-  }
-  return table
-})()
-
+/** The slot of a key, hash tags included: the calculation ioredis itself uses. */
 export function keySlot (key: string | Buffer): number {
-  let bytes = typeof key === 'string' ? Buffer.from(key) : key
-  const open = bytes.indexOf('{')
-  if (open !== -1) {
-    const close = bytes.indexOf('}', open + 1)
-    if (close > open + 1) bytes = bytes.subarray(open + 1, close)
-  }
-  let crc = 0
-  for (const b of bytes) crc = ((crc << 8) & 0xffff) ^ crcTable[((crc >> 8) ^ b) & 0xff]
-  return crc % SLOTS
+  return calculateSlot(key)
+}
+
+/** The master (its own port) that serves `key`, from the slot map as the cluster was created. */
+export function masterAtStart (cluster: TestCluster, key: string): number {
+  const slot = keySlot(key)
+  return cluster.nodes.find(n => n.role === 'master' && n.slots.some(([lo, hi]) => slot >= lo && slot <= hi))!.port
 }
 
 export async function poll<T> (what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
