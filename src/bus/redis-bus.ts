@@ -97,6 +97,8 @@ const STORM_WAIT_MS = 50
 const SUBSCRIBE_WAIT_MS = 2000
 /** While a proof fails, how often it is tried again. */
 const PROOF_RETRY_MS = 1000
+/** The wait before the next try after `failures` failed ones in a row: 100 ms doubling to 2 s. */
+const backoffMs = (failures: number): number => Math.min(100 * 2 ** failures, 2000)
 /** Redis refusing a command (not a lost connection): health says so until a proof passes. */
 const REFUSAL = /NOPERM|can't run this command|NOSCRIPT|READONLY|OOM|CROSSSLOT|ERR/
 
@@ -530,7 +532,7 @@ export class RedisBus implements Bus {
         this.drainRetry = setTimeout(() => {
           this.drainRetry = null
           this.drainOutbox()
-        }, Math.min(100 * 2 ** this.drainFailures++, 2000)).unref()
+        }, backoffMs(this.drainFailures++)).unref()
       }
     }).finally(() => { this.draining = false })
   }
@@ -662,7 +664,7 @@ export class RedisBus implements Bus {
       }
       setTimeout(() => {
         if (this.watches.get(log) === w && w.generation === generation) this.refresh(log, failures + 1)
-      }, Math.min(100 * 2 ** failures, 2000)).unref()
+      }, backoffMs(failures)).unref()
     })
   }
 
