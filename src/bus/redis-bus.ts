@@ -5,6 +5,7 @@
 // instance, the publishing one included, delivers what comes back, in the log's order.
 // An instance subscribes only to the logs its clients read.
 import { randomBytes } from 'node:crypto'
+import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import { BROADCAST } from '../cursor.js'
 import { compareIds, idMillis } from '../event-id.js'
@@ -484,10 +485,42 @@ export class RedisBus implements Bus {
 
   private async send (log: string, part: Array<{ event: Outgoing, uid: string, priors: string }>, origin: string): Promise<string[]> {
     const started = performance.now()
-    const ids = await this.pub.ssePublish(logKey(this.opts.prefix, log), this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
+    const key = logKey(this.opts.prefix, log)
+    await this.masterConnected(key)
+    const ids = await this.pub.ssePublish(key, this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
     this.opts.answered?.('publish', performance.now() - started)
     return ids
   }
+
+  /**
+   * A cluster connects to a master at its first command, and fails a command sent while
+   * that connection is still being made as if it had been lost: wait for it instead.
+   */
+  private async masterConnected (key: string): Promise<void> {
+    if (!('nodes' in this.pub)) return
+    const owner = this.pub.slots[calculateSlot(key)]?.[0]
+    const node = owner === undefined ? undefined : this.pub.nodes('master').find(n => `${n.options.host}:${n.options.port}` === owner)
+    if (node === undefined || node.status === 'ready') return
+    if (node.status === 'wait') node.connect().catch(() => {})
+    if (node.status === 'end') return
+    let connecting = this.connecting.get(node)
+    if (connecting === undefined) {
+      connecting = new Promise<void>(resolve => {
+        const done = (): void => {
+          clearTimeout(timer)
+          node.off('ready', done).off('end', done)
+          this.connecting.delete(node)
+          resolve()
+        }
+        const timer = setTimeout(done, node.options.connectTimeout ?? 2000).unref()
+        node.on('ready', done).on('end', done)
+      })
+      this.connecting.set(node, connecting)
+    }
+    await connecting
+  }
+
+  private readonly connecting = new WeakMap<Redis, Promise<void>>()
 
   private async read (log: string, after: string, mode: 'read' | 'head' | 'since' | 'catch-up'): Promise<HistoryReply> {
     this.historyReads++

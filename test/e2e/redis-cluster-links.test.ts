@@ -1,7 +1,8 @@
 // The links between instances and the masters of a Redis Cluster, each master reached
 // through a link the test controls: every link cut (the outbox, then a master refusing
 // writes as it is published, so an event of two masters' topics goes on from the copy that
-// failed), and a link that loses a publish's reply (the publish is never run twice).
+// failed), a link that loses a publish's reply (the publish is never run twice), and a
+// distant master whose connection is still being made when publishes for it arrive.
 import t from 'tap'
 import { linkMasters } from '../helpers/link.js'
 import { notify, openStream, startInstance, type Instance, type SseClient } from '../helpers/instance.js'
@@ -100,7 +101,7 @@ t.test('a publish whose reply is lost (the connection closes after the script ra
   const a = await startInstance(t, { REDIS_URL: `redis://127.0.0.1:${links.get(masters[0])!.port}`, REDIS_PREFIX: prefix, REDIS_CONNECT_TIMEOUT_MS: 3000 })
   await until(async () => (await health(a)).status === 'ok', 10000, 'A ok')
   const before = await notify(a.url, { topic, data: 'before' })
-  t.equal(before.body.fanout, 'cluster')
+  t.equal(before.body.fanout, 'cluster', JSON.stringify(before.body))
 
   links.get(masters[1])!.loseNextReply = true
   const lost = await notify(a.url, { topic, data: 'lost' })
@@ -114,4 +115,25 @@ t.test('a publish whose reply is lost (the connection closes after the script ra
   const resumed = await openStream(t, `${a.url}/stream?topic=${topic}`, { 'last-event-id': before.body.id })
   await resumed.until(c => c.events.some(e => e.data === 'after'), 10000, 'the replay')
   t.same(resumed.events.map(e => e.data).filter(d => d !== 'after'), ['lost'], 'a resume replays the event once')
+})
+
+t.test('publishes to a distant master while the connection to it is still being made: they wait for it and are published, not failed as lost', async t => {
+  const cluster = await startCluster(t, { replicas: 0 })
+  const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
+  const links = await linkMasters(t, cluster)
+  const prefix = `rd${Math.random().toString(36).slice(2, 6)}:`
+  const topics: string[] = []
+  for (let i = 0; topics.length < 2; i++) if (masterAtStart(cluster, `${prefix}{d${i}}`) === masters[1]) topics.push(`d${i}`)
+  // Each of the connection's first exchanges (HELLO, CLIENT SETNAME, INFO) takes 300 ms.
+  links.get(masters[1])!.delayMs = 300
+  const a = await startInstance(t, { REDIS_URL: `redis://127.0.0.1:${links.get(masters[0])!.port}`, REDIS_PREFIX: prefix, REDIS_CONNECT_TIMEOUT_MS: 5000 })
+  await until(async () => (await health(a)).status === 'ok', 10000, 'A ok')
+  // One batch, one call per topic: the first call starts the connection, the second finds it being made.
+  const batch = await notify(a.url, topics.map(topic => ({ topic, data: topic })))
+  t.equal(batch.status, 202, JSON.stringify(batch.body))
+  t.equal(batch.body.fanout, 'cluster')
+  for (const topic of topics) {
+    const entries = await cluster.command(masters[1], 'XRANGE', `${prefix}{${topic}}`, '-', '+') as unknown[]
+    t.equal(entries.length, 1, `${topic}: in its log once`)
+  }
 })

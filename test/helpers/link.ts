@@ -14,6 +14,8 @@ export class Link {
   private readonly sockets = new Set<Socket>()
   /** Set: the next thing Redis answers closes that connection instead of reaching the client (a command ran; its reply is lost). */
   loseNextReply = false
+  /** Every reply reaches the client this much later (a distant Redis). */
+  delayMs = 0
 
   private constructor (port: number, target: number) {
     this.port = port
@@ -41,7 +43,8 @@ export class Link {
           this.loseNextReply = false
           return drop()
         }
-        if (!downstream.write(chunk)) upstream.pause()
+        if (this.delayMs > 0) setTimeout(() => downstream.write(chunk), this.delayMs)
+        else if (!downstream.write(chunk)) upstream.pause()
       })
       downstream.on('drain', () => upstream.resume())
       const drop = (): void => {
