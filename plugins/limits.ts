@@ -3,27 +3,26 @@
 // pressure, and the HTTP timeouts that end slow-loris clients. Open streams are never
 // touched: only new streams and publishes are refused.
 import fastifyRateLimit, { normalizeIP } from '@fastify/rate-limit'
-import fastifyUnderPressure from '@fastify/under-pressure'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { limitsSet, Pressure, type Strain } from '../src/pressure.js'
 import { AS_STREAM, documentAnswer, RETRY_AFTER } from '../src/refusal.js'
 
 type Hook = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
 /** The error @fastify/rate-limit throws, as errorResponseBuilder below makes it. */
 type RateLimited = Error & { statusCode: number, retryAfterMs: number }
-/** under-pressure sends what it returns (sync), or lets the request pass when it returns nothing. */
-type PressureHandler = (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined) => unknown
-
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Whether the last sample found a PRESSURE_MAX_* limit exceeded. */
+    isUnderPressure: () => boolean
+  }
   interface FastifyContextConfig {
     /** Counts against RATE_LIMIT_STREAMS or RATE_LIMIT_PUBLISH per client address. */
     rateLimited?: 'streams' | 'publishes'
     /** Refused (503) while the instance is under pressure; open streams are never touched. */
     shedsLoad?: boolean
-    /** Read by @fastify/under-pressure; set here for the routes that shed load. */
-    pressureHandler?: PressureHandler
   }
 }
 
@@ -78,55 +77,57 @@ async function limits (fastify: FastifyInstance): Promise<void> {
   }
   const limiters = { streams: limiter(cfg.RATE_LIMIT_STREAMS, 'stream'), publishes: limiter(cfg.RATE_LIMIT_PUBLISH, 'publish') }
 
+  const pressure = new Pressure({
+    maxEventLoopDelayMs: cfg.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
+    maxEventLoopUtilization: cfg.PRESSURE_MAX_EVENT_LOOP_UTILIZATION,
+    maxHeapUsedBytes: cfg.PRESSURE_MAX_HEAP_USED_BYTES,
+    maxRssBytes: cfg.PRESSURE_MAX_RSS_BYTES,
+    sampleIntervalMs: cfg.PRESSURE_SAMPLE_INTERVAL_MS
+  })
+  fastify.decorate('isUnderPressure', () => pressure.strain !== null)
+  fastify.addHook('onReady', async () => pressure.start())
+  fastify.addHook('onClose', async () => pressure.stop())
   let lastWarning = 0
   // A plain 503 reply, not an error: a shed request is expected, and must not flood the log.
-  const shedLoad = function (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined): unknown {
-    const measured = value === undefined ? '' : ` (${type} ${Number.isInteger(value) ? value : value.toFixed(2)})`
+  const shedLoad = (request: FastifyRequest, reply: FastifyReply, { type, value }: Strain): void => {
+    const measured = ` (${type} ${Number.isInteger(value) ? value : value.toFixed(2)})`
     if (Date.now() - lastWarning > 10000) {
       lastWarning = Date.now()
       request.log.warn(`under pressure${measured}: refusing new streams and publishes (logged at most every 10 s)`)
     }
-    // Sent here; under-pressure then calls next(), which Fastify skips for a sent reply.
     reply.refuseForNow({
       statusCode: 503,
       reason: 'pressure',
       retryAfterMs: cfg.RETRY_MS,
       message: `this instance is under pressure${measured}: open streams go on, new streams and publishes are refused for now`
     })
-    return undefined
   }
-  const pressure = {
-    maxEventLoopDelay: cfg.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
-    maxEventLoopUtilization: cfg.PRESSURE_MAX_EVENT_LOOP_UTILIZATION,
-    maxHeapUsedBytes: cfg.PRESSURE_MAX_HEAP_USED_BYTES,
-    maxRssBytes: cfg.PRESSURE_MAX_RSS_BYTES
+  const underPressure = function (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+    const strain = pressure.strain
+    if (strain !== null) shedLoad(request, reply, strain)
+    done()
   }
-  const shedding = Object.values(pressure).some(x => x > 0)
+  const shedding = limitsSet(pressure.limits)
   // As @fastify/rate-limit does: routes opt in through their config.
   fastify.addHook('onRoute', routeOptions => {
     const config = routeOptions.config
     const asStream = config?.sse === true ? AS_STREAM : ''
-    if (config?.shedsLoad === true) {
-      config.pressureHandler = shedLoad
-      if (shedding) documentAnswer(routeOptions, 503, `Under pressure (PRESSURE_MAX_*): refused for now, with Retry-After; open streams go on.${asStream}`, RETRY_AFTER)
-    }
+    const sheds = config?.shedsLoad === true && shedding
+    if (sheds) documentAnswer(routeOptions, 503, `Under pressure (PRESSURE_MAX_*): refused for now, with Retry-After; open streams go on.${asStream}`, RETRY_AFTER)
     const limit = config?.rateLimited === undefined ? null : limiters[config.rateLimited]
-    if (limit === null) return
-    const setting = config?.rateLimited === 'streams' ? 'RATE_LIMIT_STREAMS' : 'RATE_LIMIT_PUBLISH'
-    documentAnswer(routeOptions, 429, `Over the rate limit (${setting} per RATE_LIMIT_WINDOW_MS from one client address), with Retry-After: when it resets.${asStream}`, RETRY_AFTER)
-    const hook = config?.sse === true ? refusing(limit) : limit
+    if (limit !== null) {
+      const setting = config?.rateLimited === 'streams' ? 'RATE_LIMIT_STREAMS' : 'RATE_LIMIT_PUBLISH'
+      documentAnswer(routeOptions, 429, `Over the rate limit (${setting} per RATE_LIMIT_WINDOW_MS from one client address), with Retry-After: when it resets.${asStream}`, RETRY_AFTER)
+    }
+    if (!sheds && limit === null) return
     const existing = routeOptions.onRequest
-    routeOptions.onRequest = existing === undefined ? [hook] : [...(Array.isArray(existing) ? existing : [existing]), hook]
+    // Shedding first, before any other check spends work on the request; the rate limit last.
+    routeOptions.onRequest = [
+      ...(sheds ? [underPressure] : []),
+      ...(existing === undefined ? [] : Array.isArray(existing) ? existing : [existing]),
+      ...(limit === null ? [] : [config?.sse === true ? refusing(limit) : limit])
+    ]
   })
-  if (shedding) {
-    await fastify.register(fastifyUnderPressure, {
-      ...pressure,
-      sampleInterval: cfg.PRESSURE_SAMPLE_INTERVAL_MS,
-      eventLoopUtilizationMode: 'interval',
-      // Only routes that opt in (config.pressureHandler) are refused: /health and /metrics keep answering.
-      pressureHandler: () => {}
-    })
-  }
 }
 
 export default fp(limits, { name: 'limits', fastify: '5.x', dependencies: ['config', 'redis', 'refusals'] })
