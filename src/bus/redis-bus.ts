@@ -498,24 +498,37 @@ export class RedisBus implements Bus {
    */
   private async masterConnected (key: string): Promise<void> {
     if (!('nodes' in this.pub)) return
-    const owner = this.pub.slots[calculateSlot(key)]?.[0]
-    const node = owner === undefined ? undefined : this.pub.nodes('master').find(n => `${n.options.host}:${n.options.port}` === owner)
+    const cluster = this.pub
+    const owner = cluster.slots[calculateSlot(key)]?.[0]
+    if (owner === undefined) return
+    const find = (): Redis | undefined => cluster.nodes('master').find(n => `${n.options.host}:${n.options.port}` === owner)
+    let node = find()
+    // Its connection ended and left the pool: a publish would go through a MOVED to a new
+    // one, the same race. The slot map brings it back, not yet connected.
+    if (node === undefined) {
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, 2000).unref()
+        cluster.refreshSlotsCache(() => { clearTimeout(timer); resolve() })
+      })
+      node = find()
+    }
     if (node === undefined || node.status === 'ready') return
     if (node.status === 'wait') node.connect().catch(() => {})
     if (node.status === 'end') return
-    let connecting = this.connecting.get(node)
+    const connectingNode = node
+    let connecting = this.connecting.get(connectingNode)
     if (connecting === undefined) {
       connecting = new Promise<void>(resolve => {
         const done = (): void => {
           clearTimeout(timer)
-          node.off('ready', done).off('end', done)
-          this.connecting.delete(node)
+          connectingNode.off('ready', done).off('end', done)
+          this.connecting.delete(connectingNode)
           resolve()
         }
-        const timer = setTimeout(done, node.options.connectTimeout ?? 2000).unref()
-        node.on('ready', done).on('end', done)
+        const timer = setTimeout(done, connectingNode.options.connectTimeout ?? 2000).unref()
+        connectingNode.on('ready', done).on('end', done)
       })
-      this.connecting.set(node, connecting)
+      this.connecting.set(connectingNode, connecting)
     }
     await connecting
   }

@@ -136,4 +136,15 @@ t.test('publishes to a distant master while the connection to it is still being 
     const entries = await cluster.command(masters[1], 'XRANGE', `${prefix}{${topic}}`, '-', '+') as unknown[]
     t.equal(entries.length, 1, `${topic}: in its log once`)
   }
+
+  // The publisher's connection to that master killed: ioredis drops it from its pool, and
+  // the next publishes would reach the master through a MOVED while a new connection is made.
+  await cluster.command(masters[1], 'CLIENT', 'KILL', 'SKIPME', 'yes', 'TYPE', 'normal')
+  await new Promise(resolve => setTimeout(resolve, 200))
+  const again = await notify(a.url, topics.map(topic => ({ topic, data: `${topic} again` })))
+  t.equal(again.status, 202, JSON.stringify(again.body))
+  for (const topic of topics) {
+    const entries = await cluster.command(masters[1], 'XRANGE', `${prefix}{${topic}}`, '-', '+') as unknown[]
+    t.equal(entries.length, 2, `${topic}: both events in its log, once each`)
+  }
 })
