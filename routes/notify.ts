@@ -5,7 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { Type } from 'typebox'
-import { DegradedError, PartialPublishError, type Outgoing } from '../src/bus/bus.js'
+import { DegradedError, NotPublishedError, PartialPublishError, type Outgoing } from '../src/bus/bus.js'
 import { BROADCAST } from '../src/cursor.js'
 import { encodeBody } from '../src/frame.js'
 import { checkIdempotencyKey, fingerprint, IDEMPOTENCY_KEY, type Answer } from '../src/idempotency/idempotency.js'
@@ -147,6 +147,9 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
       result = await fastify.bus.publish(events)
     } catch (err) {
       if (err instanceof PartialPublishError) return partialAnswer(err, single)
+      if (err instanceof NotPublishedError) {
+        return { statusCode: 503, body: errorBody(503, `publishing through Redis failed (${err.message}); ${single ? 'the event was' : 'the events were'} not published: a retry cannot deliver ${single ? 'it' : 'them'} twice`), sent: 'nothing', retryAfter: '1' }
+      }
       return err instanceof DegradedError
         ? { statusCode: 503, body: errorBody(503, err.message), sent: 'nothing', retryAfter: '1' }
         : { statusCode: 503, body: errorBody(503, `publishing through Redis failed (${(err as Error).message}); the event may or may not have been sent`), sent: 'unknown', retryAfter: '1' }

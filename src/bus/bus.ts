@@ -72,6 +72,18 @@ export class DegradedError extends Error {
 }
 
 /**
+ * A publish that certainly wrote nothing: refused before it was sent, reached Redis after
+ * its deadline, or, its reply lost, not found in the log once that deadline had passed.
+ * A retry cannot deliver it twice.
+ */
+export class NotPublishedError extends Error {
+  constructor (cause: Error) {
+    super(cause.message.replace(/^LATE /, ''))
+    this.name = 'NotPublishedError'
+  }
+}
+
+/**
  * A publish that reached some of its logs and not others (an event of several topics on
  * masters one of which refused, a batch over several logs): per event, the id it got (its
  * position in its first topic, null when that one did not get it) and its topics ('*': a

@@ -6,16 +6,17 @@
 // An instance subscribes only to the logs its clients read.
 import { randomBytes } from 'node:crypto'
 import calculateSlot from 'cluster-key-slot'
-import type { Cluster, Redis } from 'ioredis'
+import { ReplyError, type Cluster, type Redis } from 'ioredis'
 import { BROADCAST } from '../cursor.js'
 import { compareIds, idMillis } from '../event-id.js'
-import { DegradedError, PartialPublishError, type Bus, type BusListener, type LogHistory, type Outgoing, type PublishResult } from './bus.js'
-import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from './redis-scripts.js'
+import { DegradedError, NotPublishedError, PartialPublishError, type Bus, type BusListener, type LogHistory, type Outgoing, type PublishResult } from './bus.js'
+import { HISTORY_SCRIPT, PUBLISH_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js'
 import { keyLog, logKey, MessageReader, pack, parseHistory, type HistoryReply } from './redis-wire.js'
 
 interface BusCommands {
   ssePublish (key: string, ...args: Array<string | number | Buffer>): Promise<string[]>
   sseHistory (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
+  sseSettle (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
 }
 
 type Client = (Redis | Cluster) & BusCommands
@@ -100,6 +101,17 @@ const SUBSCRIBE_WAIT_MS = 2000
 const PROOF_RETRY_MS = 1000
 /** The wait before the next try after `failures` failed ones in a row: 100 ms doubling to 2 s. */
 const backoffMs = (failures: number): number => Math.min(100 * 2 ** failures, 2000)
+/**
+ * How long after it is sent a publish call may still write (its deadline, in its master's
+ * clock): past the publisher's 2 s command timeout, so a call that times out can be settled.
+ */
+const LATE_MS = 3000
+/** How long past its deadline a call whose reply was lost is tried to be settled before it is answered unknown. */
+const SETTLE_MS = 2000
+/** ioredis refused the command before sending it (no connection): it never reached Redis. */
+const NOT_SENT = /enableOfflineQueue options is false/
+/** This host's clock in ms, monotonic (Date.now() can step). */
+const clockMs = (): number => performance.timeOrigin + performance.now()
 /** Redis refusing a command (not a lost connection): health says so until a proof passes. */
 const REFUSAL = /NOPERM|can't run this command|NOSCRIPT|READONLY|OOM|CROSSSLOT|ERR/
 
@@ -138,6 +150,10 @@ export class RedisBus implements Bus {
   private readonly records = new MessageReader()
   private readonly uidStem = randomBytes(4).toString('hex')
   private uidCount = 0
+  /** Publish calls so far: each gets a tag, kept with its entries, to settle a lost reply. */
+  private calls = 0
+  /** Per master (its address; 'redis' standalone): its clock minus this host's, in ms, as its last reply showed. */
+  private readonly offsets = new Map<string, number>()
   private closing = false
   replayed = 0
 
@@ -145,6 +161,7 @@ export class RedisBus implements Bus {
     this.opts = opts
     this.pub = opts.pub as Client
     this.pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
+    this.pub.defineCommand('sseSettle', { numberOfKeys: 1, lua: SETTLE_SCRIPT })
     this.reader = (opts.reader ?? opts.pub) as Client
     this.reader.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
     if (this.reader !== this.pub) this.reader.on('ready', () => this.resubscribeAll())
@@ -199,7 +216,10 @@ export class RedisBus implements Bus {
         timer = setTimeout(() => reject(new Error('this instance\'s own subscription did not receive its probe event within 10 s')), 10_000)
       })
       try {
-        await this.pub.ssePublish(key, 1, 60_000, pack([{ event: { topics: [log], body: 'data: probe\n\n' }, uid: '', priors: '' }], this.opts.instanceId))
+        const [id] = await this.pub.ssePublish(key, 1, 60_000, pack([{ event: { topics: [log], body: 'data: probe\n\n' }, uid: '', priors: '' }], this.opts.instanceId))
+        // Its master's clock, for the deadline of the first publish there.
+        const master = this.ownerOf(key)
+        if (master !== '' && !this.offsets.has(master)) this.offsets.set(master, idMillis(id) - clockMs())
       } catch (err) {
         cause = (err as Error).message
         throw new Error(`the publish script (EVAL/EVALSHA, XADD, XTRIM, PEXPIRE, SPUBLISH) is refused: ${cause}`)
@@ -486,21 +506,71 @@ export class RedisBus implements Bus {
   private async send (log: string, part: Array<{ event: Outgoing, uid: string, priors: string }>, origin: string): Promise<string[]> {
     const started = performance.now()
     const key = logKey(this.opts.prefix, log)
-    await this.masterConnected(key)
-    const ids = await this.pub.ssePublish(key, this.opts.historySize, this.opts.historyTtlMs, pack(part, origin))
+    const master = await this.masterConnected(key)
+    // Its deadline in the master's clock, once a reply has shown that clock.
+    const offset = master === '' ? undefined : this.offsets.get(master)
+    const deadline = offset === undefined ? '' : Math.ceil(clockMs() + offset + LATE_MS)
+    const tag = `${this.uidStem}:${(this.calls++).toString(36)}`
+    let ids: string[]
+    const sentAt = performance.now()
+    try {
+      ids = await this.pub.ssePublish(key, this.opts.historySize, this.opts.historyTtlMs, pack(part, origin), deadline, tag)
+      // Its master's clock, as its entries' positions show it (never ahead of it).
+      if (master !== '') this.offsets.set(master, idMillis(ids[ids.length - 1]) - clockMs())
+    } catch (err) {
+      const message = (err as Error).message
+      // Late: the master's clock is not what its last reply showed (it stepped, or a
+      // failover put another clock there). The next call goes without a deadline and reads it again.
+      if (message.startsWith('LATE ')) this.offsets.delete(master)
+      if (NOT_SENT.test(message) || message.startsWith('LATE ')) throw new NotPublishedError(err as Error)
+      // Sent, and no answer (the connection closed, the command timed out): it may have
+      // run. Find out from the log, once the deadline has passed.
+      if (err instanceof ReplyError || deadline === '') throw err
+      ids = await this.settle(key, deadline, tag, part.length, err as Error, sentAt)
+    }
     this.opts.answered?.('publish', performance.now() - started)
     return ids
   }
 
   /**
+   * A publish call whose reply was lost: once its master's clock is past its deadline, it
+   * can no longer write, and its tag in the log says whether it did (its positions) or not
+   * (NotPublishedError). `cause` when that cannot be told within SETTLE_MS of the deadline, or at all.
+   */
+  private async settle (key: string, deadline: number, tag: string, count: number, cause: Error, sentAt: number): Promise<string[]> {
+    const giveUp = sentAt + LATE_MS + SETTLE_MS
+    for (let failures = 0; !this.closing && performance.now() < giveUp;) {
+      let reply: Array<string | number>
+      try {
+        await this.masterConnected(key)
+        reply = await this.pub.sseSettle(key, deadline, tag, Math.ceil(performance.now() - sentAt), this.opts.historyTtlMs, this.opts.historySize)
+      } catch {
+        // Not connected yet, or again: try again shortly.
+        await new Promise(resolve => setTimeout(resolve, backoffMs(failures++)).unref())
+        continue
+      }
+      if (reply[0] === 'wait') {
+        await new Promise(resolve => setTimeout(resolve, Math.min(Number(reply[1]), 1000)).unref())
+        continue
+      }
+      if (reply[0] !== 'written') break
+      const ids = reply.slice(1).map(String)
+      if (ids.length === count) return ids
+      if (ids.length === 0) throw new NotPublishedError(cause)
+      break
+    }
+    throw cause
+  }
+
+  /**
    * A cluster connects to a master at its first command, and fails a command sent while
    * that connection is still being made as if it had been lost: wait for it instead.
+   * Returns the key's master ('redis' for a standalone one; '' when no slot map has it).
    */
-  private async masterConnected (key: string): Promise<void> {
-    if (!('nodes' in this.pub)) return
+  private async masterConnected (key: string): Promise<string> {
+    const owner = this.ownerOf(key)
+    if (!('nodes' in this.pub) || owner === '') return owner
     const cluster = this.pub
-    const owner = cluster.slots[calculateSlot(key)]?.[0]
-    if (owner === undefined) return
     const find = (): Redis | undefined => cluster.nodes('master').find(n => `${n.options.host}:${n.options.port}` === owner)
     let node = find()
     // Its connection ended and left the pool: a publish would go through a MOVED to a new
@@ -512,9 +582,9 @@ export class RedisBus implements Bus {
       })
       node = find()
     }
-    if (node === undefined || node.status === 'ready') return
+    if (node === undefined || node.status === 'ready') return owner
     if (node.status === 'wait') node.connect().catch(() => {})
-    if (node.status === 'end') return
+    if (node.status === 'end') return owner
     const connectingNode = node
     let connecting = this.connecting.get(connectingNode)
     if (connecting === undefined) {
@@ -531,9 +601,16 @@ export class RedisBus implements Bus {
       this.connecting.set(connectingNode, connecting)
     }
     await connecting
+    return owner
   }
 
   private readonly connecting = new WeakMap<Redis, Promise<void>>()
+
+  /** The key's master as the slot map has it: 'redis' for a standalone one, '' when none has it. */
+  private ownerOf (key: string): string {
+    if (!('nodes' in this.pub)) return 'redis'
+    return this.pub.slots[calculateSlot(key)]?.[0] ?? ''
+  }
 
   private async read (log: string, after: string, mode: 'read' | 'head' | 'since' | 'catch-up'): Promise<HistoryReply> {
     this.historyReads++

@@ -4,9 +4,12 @@
 // runs both against a real Redis so they cannot drift.
 
 // KEYS[1] the log's stream, also its sharded channel (one key: a multi-key call gets
-// TRYAGAIN while its slot migrates). ARGV: maxlen, ttl ms, then the events as pack() writes them:
+// TRYAGAIN while its slot migrates). ARGV: maxlen, ttl ms, the events as pack() writes them:
 // "<uid>\n<priors>\n<topics>\n<origin>\n<body bytes>\n<body>"
-// each. Appends each (Redis gives the positions), trims by age, and publishes the records
+// each, then (both optional) a deadline in Redis's clock (ms) and the call's tag. A call
+// that reaches Redis after its deadline writes nothing (an error LATE): once Redis's clock
+// is past it, SETTLE_SCRIPT can tell for sure whether a call whose reply was lost wrote.
+// Each entry keeps the tag (field c). Appends each (Redis gives the positions), trims by age, and publishes the records
 // "<position>\n<uid>\n<priors>\n<topics>\n<origin>\n<body bytes>\n<body>" as one message. A refused
 // step after the appends takes them back, so a refused publish leaves nothing to replay.
 // A log that holds only this call's events (new, or all older ones trimmed) is dumped and
@@ -14,6 +17,13 @@
 export const PUBLISH_SCRIPT = `
 local key = KEYS[1]
 local maxlen, ttl = ARGV[1], tonumber(ARGV[2])
+local deadline, tag = ARGV[4] or '', ARGV[5] or ''
+if deadline ~= '' then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(deadline) then
+    return redis.error_reply('LATE the call reached Redis after its deadline, and wrote nothing')
+  end
+end
 local packed, pos, find, sub = ARGV[3], 1, string.find, string.sub
 local ids, parts, n = {}, {}, 0
 while pos <= #packed do
@@ -27,7 +37,7 @@ while pos <= #packed do
   local stop = e + tonumber(len)
   local body = sub(packed, e + 1, stop)
   pos = stop + 1
-  local id = redis.pcall('XADD', key, 'MAXLEN', maxlen, '*', 'u', uid, 'p', priors, 't', topics, 'o', origin, 'b', body)
+  local id = redis.pcall('XADD', key, 'MAXLEN', maxlen, '*', 'u', uid, 'p', priors, 't', topics, 'o', origin, 'b', body, 'c', tag)
   if type(id) == 'table' and id.err then
     if #ids > 0 then redis.call('XDEL', key, unpack(ids)) end
     return redis.error_reply(id.err)
@@ -133,5 +143,55 @@ for _, e in ipairs(redis.call('XRANGE', key, from, '+')) do
   out[#out + 1] = f[8]
   out[#out + 1] = f[10]
 end
+return out
+`
+
+// KEYS[1] the log's stream. ARGV: a publish call's deadline (Redis ms, see PUBLISH_SCRIPT),
+// its tag, the ms since it was sent (this host's clock), the log's ttl (ms, 0 = none) and
+// maxlen. Before Redis's clock passes the deadline the call may still arrive: { 'wait', ms }.
+// After, { 'written', the positions of its entries } is final: none means it wrote nothing
+// and never will. It can only have written after `now - elapsed`, in this master's clock;
+// SLACK more covers the transit of this call and clocks that step. { 'unknown' } when its
+// entries may have been deleted: trimmed by length (the log is full and its oldest entry
+// is newer than that), taken back (XINFO's max-deleted-entry-id, which trims do not move)
+// or aged out (the ttl is not far beyond the elapsed time).
+export const SETTLE_SCRIPT = `
+local key, deadline, tag = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local elapsed, ttl, maxlen = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local SLACK = 30000
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now <= deadline then return { 'wait', deadline - now + 1 } end
+if ttl > 0 and elapsed + SLACK >= ttl then return { 'unknown' } end
+local out = { 'written' }
+if redis.call('EXISTS', key) == 0 then return out end
+local floor = now - elapsed - SLACK
+local function ms (id) return tonumber(string.match(id, '^(%d+)-')) end
+local info = redis.call('XINFO', 'STREAM', key)
+local length, first
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' and ms(info[i + 1]) >= floor then return { 'unknown' } end
+  if info[i] == 'length' then length = info[i + 1] end
+  if info[i] == 'first-entry' then first = info[i + 1] end
+end
+if length >= maxlen and type(first) == 'table' and ms(first[1]) >= floor then return { 'unknown' } end
+-- Newest first, back to the floor.
+local found, start = {}, '+'
+while true do
+  local batch = redis.call('XREVRANGE', key, start, '-', 'COUNT', 500)
+  for _, e in ipairs(batch) do
+    if ms(e[1]) < floor then batch = {} break end
+    local f = e[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'c' then
+        if f[i + 1] == tag then found[#found + 1] = e[1] end
+        break
+      end
+    end
+  end
+  if #batch < 500 then break end
+  start = '(' .. batch[#batch][1]
+end
+for i = #found, 1, -1 do out[#out + 1] = found[i] end
 return out
 `

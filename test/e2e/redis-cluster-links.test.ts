@@ -91,7 +91,7 @@ t.test('every instance cut off from every master, then back with one master refu
   t.notOk([onB, onBFirst, onBSecond, resumed].some(c => c.events.some(e => e.event === 'reset')), 'no reset anywhere')
 })
 
-t.test('a publish whose reply is lost (the connection closes after the script ran): answered 503 "may or may not", and in the log once, never run again', async t => {
+t.test('a publish whose reply is lost (the connection closes after the script ran): settled from the log, answered 202 with its id; in the log once, never run again', async t => {
   const cluster = await startCluster(t, { replicas: 0 })
   const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
   const links = await linkMasters(t, cluster)
@@ -105,16 +105,48 @@ t.test('a publish whose reply is lost (the connection closes after the script ra
 
   links.get(masters[1])!.loseNextReply = true
   const lost = await notify(a.url, { topic, data: 'lost' })
-  t.equal(lost.status, 503, JSON.stringify(lost.body))
-  t.match(lost.body.message, /may or may not have been sent/)
-  const entries = await cluster.command(masters[1], 'XRANGE', `${prefix}{${topic}}`, '-', '+') as unknown[]
+  t.equal(lost.status, 202, JSON.stringify(lost.body))
+  t.equal(lost.body.fanout, 'cluster', 'published, and the answer says so')
+  const entries = await cluster.command(masters[1], 'XRANGE', `${prefix}{${topic}}`, '-', '+') as Array<[string, string[]]>
   t.equal(entries.length, 2, 'the script ran once: not sent again on a new connection')
+  t.equal(lost.body.id, entries[1][0], 'the id is its position in the log')
 
-  // What a client resuming after `before` is replayed: the event once.
-  await until(async () => (await notify(a.url, { topic, data: 'after' })).body.fanout === 'cluster', 10000, 'publishing again')
+  // What a client resuming after `before` is replayed: the event once, with that id.
+  const after = await notify(a.url, { topic, data: 'after' })
+  t.equal(after.body.fanout, 'cluster', `and the next publish at once: ${JSON.stringify(after.body)}`)
   const resumed = await openStream(t, `${a.url}/stream?topic=${topic}`, { 'last-event-id': before.body.id })
   await resumed.until(c => c.events.some(e => e.data === 'after'), 10000, 'the replay')
-  t.same(resumed.events.map(e => e.data).filter(d => d !== 'after'), ['lost'], 'a resume replays the event once')
+  t.same(resumed.events.filter(e => e.data !== 'after').map(e => [e.data, e.id]), [['lost', lost.body.id]], 'a resume replays the event once')
+})
+
+t.test('a publish lost on its way (the connection closes before Redis reads it): answered 503 "not published", nothing in the log; its retry is published once', async t => {
+  const cluster = await startCluster(t, { replicas: 0 })
+  const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
+  const links = await linkMasters(t, cluster)
+  const prefix = `rc${Math.random().toString(36).slice(2, 6)}:`
+  let topic = ''
+  for (let i = 0; topic === ''; i++) if (masterAtStart(cluster, `${prefix}{c${i}}`) === masters[2]) topic = `c${i}`
+  const a = await startInstance(t, { REDIS_URL: `redis://127.0.0.1:${links.get(masters[0])!.port}`, REDIS_PREFIX: prefix, REDIS_CONNECT_TIMEOUT_MS: 3000 })
+  await until(async () => (await health(a)).status === 'ok', 10000, 'A ok')
+  const onA = await openStream(t, `${a.url}/stream?topic=${topic}`)
+  const before = await notify(a.url, { topic, data: 'before' })
+  t.equal(before.body.fanout, 'cluster', JSON.stringify(before.body))
+  await onA.untilEvents(1)
+
+  links.get(masters[2])!.loseNextCommand = true
+  const lost = await notify(a.url, { topic, data: 'lost' })
+  t.equal(lost.status, 503, JSON.stringify(lost.body))
+  t.match(lost.body.message, /was not published: a retry cannot deliver it twice/)
+  t.ok(Number(lost.headers.get('retry-after')) >= 1, 'with Retry-After')
+  const key = `${prefix}{${topic}}`
+  t.equal((await cluster.command(masters[2], 'XRANGE', key, '-', '+') as unknown[]).length, 1, 'nothing of it in the log')
+
+  const retry = await notify(a.url, { topic, data: 'lost' })
+  t.equal(retry.status, 202, JSON.stringify(retry.body))
+  await onA.untilEvents(2)
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.same(onA.events.map(e => e.data), ['before', 'lost'], 'the client got the retry, once')
+  t.equal((await cluster.command(masters[2], 'XRANGE', key, '-', '+') as unknown[]).length, 2, 'in the log once')
 })
 
 t.test('publishes to a distant master while the connection to it is still being made: they wait for it and are published, not failed as lost', async t => {

@@ -14,6 +14,10 @@ export class Link {
   private readonly sockets = new Set<Socket>()
   /** Set: the next thing Redis answers closes that connection instead of reaching the client (a command ran; its reply is lost). */
   loseNextReply = false
+  /** Set: the next thing the client sends closes that connection instead of reaching Redis (a command that never ran). */
+  loseNextCommand = false
+  /** Set: the reply to the next command the client sends containing this text closes that connection instead (that command ran; its reply is lost). */
+  loseReplyTo: string | null = null
   /** Every reply reaches the client this much later (a distant Redis). */
   delayMs = 0
 
@@ -37,9 +41,21 @@ export class Link {
       const upstream = connect(this.target, '127.0.0.1')
       this.sockets.add(downstream)
       this.sockets.add(upstream)
-      downstream.pipe(upstream)
+      let loseReply = false
+      downstream.on('data', (chunk: Buffer) => {
+        if (this.loseNextCommand) {
+          this.loseNextCommand = false
+          return drop()
+        }
+        if (this.loseReplyTo !== null && chunk.includes(this.loseReplyTo)) {
+          this.loseReplyTo = null
+          loseReply = true
+        }
+        if (!upstream.write(chunk)) downstream.pause()
+      })
+      upstream.on('drain', () => downstream.resume())
       upstream.on('data', (chunk: Buffer) => {
-        if (this.loseNextReply) {
+        if (this.loseNextReply || loseReply) {
           this.loseNextReply = false
           return drop()
         }

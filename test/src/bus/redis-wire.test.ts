@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { Outgoing } from '../../../src/bus/bus.js'
-import { HISTORY_SCRIPT, PUBLISH_SCRIPT } from '../../../src/bus/redis-scripts.js'
+import { HISTORY_SCRIPT, PUBLISH_SCRIPT, SETTLE_SCRIPT } from '../../../src/bus/redis-scripts.js'
 import { keyLog, logKey, MessageReader, pack, parseHistory, parseTopicsField } from '../../../src/bus/redis-wire.js'
 import { TestRedis } from '../../helpers/redis.js'
 
@@ -120,8 +120,9 @@ t.test('parseHistory reads HISTORY_SCRIPT\'s reply', async t => {
 })
 
 interface Commands {
-  ssePublish: (key: string, maxlen: number, ttl: number, packed: Buffer) => Promise<string[]>
+  ssePublish: (key: string, maxlen: number, ttl: number, packed: Buffer, deadline?: number | '', tag?: string) => Promise<string[]>
   sseHistory: (key: string, after: string, mode: string) => Promise<Array<string | number>>
+  sseSettle: (key: string, deadline: number, tag: string, elapsedMs: number, ttl: number, maxlen: number) => Promise<Array<string | number>>
 }
 
 /** A redis-server of the test's own and a connection with both scripts defined, as RedisBus defines them. */
@@ -132,6 +133,7 @@ async function scriptsOnRedis (t: Test): Promise<{ server: TestRedis, pub: Redis
   t.teardown(() => pub.disconnect())
   pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
   pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
+  pub.defineCommand('sseSettle', { numberOfKeys: 1, lua: SETTLE_SCRIPT })
   return { server, pub }
 }
 
@@ -178,8 +180,8 @@ t.test('the scripts on a real Redis: what is published is what subscribers and h
   t.same(all.events.map(e => e.position), ids)
   t.same(bodies(all), batch.map(b => b.event.body), 'history has the same bodies, multi-byte intact')
   t.same(all.events.map(e => [e.uid, e.priors, e.topics, e.origin]), [[null, null, ['news'], 'inst-a'], ['u-1', '1-7', ['news', 'arts'], 'inst-a'], [null, null, ['news'], 'inst-a']])
-  t.same(await pub.xrange(key, ids[1], ids[1]), [[ids[1], ['u', 'u-1', 'p', '1-7', 't', 'news,arts', 'o', 'inst-a', 'b', multiLine]]],
-    'the stream entry\'s fields: u, p, t, o, b')
+  t.same(await pub.xrange(key, ids[1], ids[1]), [[ids[1], ['u', 'u-1', 'p', '1-7', 't', 'news,arts', 'o', 'inst-a', 'b', multiLine, 'c', '']]],
+    'the stream entry\'s fields: u, p, t, o, b, and c (the call\'s tag; none given here)')
   const after = await history(ids[0])
   t.same(after.events.map(e => e.position), ids.slice(1), 'after a position: what came after it')
   t.equal(after.gap, false)
@@ -247,6 +249,57 @@ t.test('PUBLISH_SCRIPT trims by age (ttl ms) and sets the key to expire', async 
   t.notOk(h.events.some(e => e.position === a))
   t.equal(h.last, c)
   t.ok(await pub.pttl(key) > 0, 'the key expires')
+})
+
+/** Redis's clock in ms. */
+async function redisNow (redis: Redis): Promise<number> {
+  const [sec, usec] = await redis.time()
+  return Number(sec) * 1000 + Math.floor(Number(usec) / 1000)
+}
+
+t.test('PUBLISH_SCRIPT with a deadline: a call that reaches Redis after it writes nothing; one before it keeps its tag with each entry', async t => {
+  const { pub } = await scriptsOnRedis(t)
+  const key = logKey('t:', 'late')
+  const packed = pack([{ event: { topics: ['late'], body: 'data: 1\n\n' }, uid: '', priors: '' }, { event: { topics: ['late'], body: 'data: 2\n\n' }, uid: '', priors: '' }], '')
+  await t.rejects(pub.ssePublish(key, 100, 0, packed, await redisNow(pub) - 1, 'x:1'), /^LATE /)
+  t.equal(await pub.exists(key), 0, 'late: nothing written, not even the key')
+  const ids = await pub.ssePublish(key, 100, 0, packed, await redisNow(pub) + 5000, 'x:2')
+  t.equal(ids.length, 2)
+  const entries = await pub.xrange(key, '-', '+')
+  t.same(entries.map(([, f]) => f[f.indexOf('c') + 1]), ['x:2', 'x:2'], 'each entry keeps its call\'s tag')
+  t.same(entries.map(([, f]) => f.slice(0, 10).filter((_, i) => i % 2 === 0)), [['u', 'p', 't', 'o', 'b'], ['u', 'p', 't', 'o', 'b']], 'the fields HISTORY_SCRIPT reads keep their places')
+  t.same((await pub.ssePublish(key, 100, 0, packed)).length, 2, 'no deadline, no tag (the path proof): as before')
+})
+
+t.test('SETTLE_SCRIPT: waits out the deadline, then says for sure which calls wrote, or that it cannot tell', async t => {
+  const { pub } = await scriptsOnRedis(t)
+  const key = logKey('t:', 'settle')
+  const one = (body: string): Buffer => pack([{ event: { topics: ['settle'], body }, uid: '', priors: '' }], '')
+  const deadline = await redisNow(pub) + 300
+  const [written] = await pub.ssePublish(key, 100, 0, one('data: a\n\n'), deadline, 'c:1')
+  await pub.ssePublish(key, 100, 0, one('data: b\n\n'), deadline, 'c:2')
+  const early = await pub.sseSettle(key, deadline, 'c:1', 10, 0, 100)
+  t.equal(early[0], 'wait', 'before the deadline the call may still arrive')
+  t.ok(Number(early[1]) > 0 && Number(early[1]) <= 301, `how long: ${early[1]} ms`)
+  await new Promise(resolve => setTimeout(resolve, Number(early[1]) + 20))
+  t.same(await pub.sseSettle(key, deadline, 'c:1', 400, 0, 100), ['written', written], 'the call that wrote: its position')
+  t.same(await pub.sseSettle(key, deadline, 'c:9', 400, 0, 100), ['written'], 'a call that did not: nothing, for good')
+  await t.rejects(pub.ssePublish(key, 100, 0, one('data: c\n\n'), deadline, 'c:9'), /^LATE /, 'and if it arrives now, it is refused')
+  t.same(await pub.sseSettle(logKey('t:', 'none'), deadline, 'c:1', 400, 0, 100), ['written'], 'a log that does not exist: nothing written')
+  t.same(await pub.sseSettle(key, deadline, 'c:1', 400, 20_000, 100), ['unknown'], 'a ttl too short to rule out that its entries aged out')
+
+  // Trimmed by length: the log is full and its oldest entry is recent.
+  const full = logKey('t:', 'full')
+  const d2 = await redisNow(pub) + 100
+  await pub.ssePublish(full, 3, 0, one('data: 0\n\n'), d2, 'f:0')
+  for (let i = 1; i <= 3; i++) await pub.ssePublish(full, 3, 0, one(`data: ${i}\n\n`), d2, `f:${i}`)
+  await new Promise(resolve => setTimeout(resolve, 150))
+  t.same(await pub.sseSettle(full, d2, 'f:0', 200, 0, 3), ['unknown'], 'full, oldest entry recent: f:0 may have been trimmed')
+  t.same(await pub.sseSettle(full, d2, 'f:0', 200, 0, 10), ['written'], 'not full: nothing was trimmed, f:0 is not there')
+  // Taken back (XDEL, as a failed call undoes its appends).
+  const [gone] = await pub.ssePublish(key, 100, 0, one('data: d\n\n'), await redisNow(pub) + 5000, 'c:3')
+  await pub.xdel(key, gone)
+  t.same(await pub.sseSettle(key, deadline, 'c:1', 400, 0, 100), ['unknown'], 'an entry deleted since: cannot tell')
 })
 
 async function usedMemory (redis: Redis): Promise<number> {
