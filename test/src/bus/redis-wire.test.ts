@@ -208,6 +208,13 @@ t.test('the scripts on a real Redis: what is published is what subscribers and h
   t.same(unknown.events.map(e => e.position), [more[4]], 'then what remains after it')
   t.same(bodies(await history(kept[0])), ['data: m3\n\n', 'data: m4\n\n'])
   t.equal((await history(kept[0])).gap, false, 'a position still in the log: no gap')
+  // A batch trims as its last append does: exactly MAXLEN remain, the newest.
+  const five = await publish(Array.from({ length: 5 }, (_, i) => ({ event: { topics: ['news'], body: `data: b${i}\n\n` }, uid: '', priors: '' })), 4)
+  t.equal(await pub.xlen(key), 4, 'a batch of 5 into MAXLEN 4: four entries')
+  t.same(bodies(await history('')), ['data: b1\n\n', 'data: b2\n\n', 'data: b3\n\n', 'data: b4\n\n'], 'its newest four')
+  const before = await history(more[4])
+  t.equal(before.gap, true, 'a reader at the newest position before it: trimmed, a gap')
+  t.same(before.events.map(e => e.position), five.slice(1), 'then the four')
 
   // History lost (FLUSHALL: a restart without persistence, eviction, a failover that dropped writes).
   await pub.flushall()
