@@ -152,7 +152,10 @@ export class RedisBus implements Bus {
   private uidCount = 0
   /** Publish calls so far: each gets a tag, kept with its entries, to settle a lost reply. */
   private calls = 0
-  /** Per master (its address; 'redis' standalone): its clock minus this host's, in ms, as its last reply showed. */
+  /**
+   * Per master (its address; 'redis' standalone): its clock minus this host's, in ms, as its
+   * last reply showed; NaN after a LATE refusal, until a reply shows its clock again.
+   */
   private readonly offsets = new Map<string, number>()
   private closing = false
   replayed = 0
@@ -507,9 +510,10 @@ export class RedisBus implements Bus {
     const started = performance.now()
     const key = logKey(this.opts.prefix, log)
     const master = await this.masterConnected(key)
-    // Its deadline in the master's clock, once a reply has shown that clock.
-    const offset = master === '' ? undefined : this.offsets.get(master)
-    const deadline = offset === undefined ? '' : Math.ceil(clockMs() + offset + LATE_MS)
+    // Its deadline in the master's clock, as its last reply showed it; for a master not heard
+    // from yet, another master's (clocks kept by NTP agree to well under LATE_MS).
+    const offset = master === '' ? undefined : this.offsets.get(master) ?? this.anyOffset()
+    const deadline = offset === undefined || Number.isNaN(offset) ? '' : Math.ceil(clockMs() + offset + LATE_MS)
     const tag = `${this.uidStem}:${(this.calls++).toString(36)}`
     let ids: string[]
     const sentAt = performance.now()
@@ -519,9 +523,9 @@ export class RedisBus implements Bus {
       if (master !== '') this.offsets.set(master, idMillis(ids[ids.length - 1]) - clockMs())
     } catch (err) {
       const message = (err as Error).message
-      // Late: the master's clock is not what its last reply showed (it stepped, or a
-      // failover put another clock there). The next call goes without a deadline and reads it again.
-      if (message.startsWith('LATE ')) this.offsets.delete(master)
+      // Late: the master's clock is not what its last reply (or another master's) showed: it
+      // stepped, or a failover put another clock there. The next call goes without a deadline and reads it again.
+      if (message.startsWith('LATE ')) this.offsets.set(master, NaN)
       if (NOT_SENT.test(message) || message.startsWith('LATE ')) throw new NotPublishedError(err as Error)
       // Sent, and no answer (the connection closed, the command timed out): it may have
       // run. Find out from the log, once the deadline has passed.
@@ -530,6 +534,12 @@ export class RedisBus implements Bus {
     }
     this.opts.answered?.('publish', performance.now() - started)
     return ids
+  }
+
+  /** A master's clock offset, for one not heard from yet (undefined when none is known). */
+  private anyOffset (): number | undefined {
+    for (const offset of this.offsets.values()) if (!Number.isNaN(offset)) return offset
+    return undefined
   }
 
   /**

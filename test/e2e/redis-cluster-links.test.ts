@@ -119,6 +119,30 @@ t.test('a publish whose reply is lost (the connection closes after the script ra
   t.same(resumed.events.filter(e => e.data !== 'after').map(e => [e.data, e.id]), [['lost', lost.body.id]], 'a resume replays the event once')
 })
 
+t.test('the first publish to a master not heard from yet, its reply lost: settled from the log too (its deadline from another master\'s clock), answered 202', async t => {
+  const cluster = await startCluster(t, { replicas: 0 })
+  const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
+  const links = await linkMasters(t, cluster)
+  const prefix = `rf${Math.random().toString(36).slice(2, 6)}:`
+  const instanceId = `first-${Math.random().toString(36).slice(2, 6)}`
+  // Only the health probe has been published before, on its own log's master: pick another.
+  const probed = masterAtStart(cluster, `${prefix}{*probe:${instanceId}}`)
+  let topic = ''
+  for (let i = 0; topic === ''; i++) if (masterAtStart(cluster, `${prefix}{f${i}}`) !== probed) topic = `f${i}`
+  const master = masterAtStart(cluster, `${prefix}{${topic}}`)
+  const a = await startInstance(t, { REDIS_URL: `redis://127.0.0.1:${links.get(masters[0])!.port}`, REDIS_PREFIX: prefix, REDIS_CONNECT_TIMEOUT_MS: 3000 }, false, instanceId)
+  await until(async () => (await health(a)).status === 'ok', 10000, 'A ok')
+
+  links.get(master)!.loseReplyTo = 'data: first\n'
+  const first = await notify(a.url, { topic, data: 'first' })
+  t.equal(links.get(master)!.loseReplyTo, null, 'its reply was lost')
+  t.equal(first.status, 202, JSON.stringify(first.body))
+  t.equal(first.body.fanout, 'cluster', 'published, and the answer says so')
+  const entries = await cluster.command(master, 'XRANGE', `${prefix}{${topic}}`, '-', '+') as Array<[string, string[]]>
+  t.equal(entries.length, 1, 'the script ran once')
+  t.equal(first.body.id, entries[0][0], 'the id is its position in the log')
+})
+
 t.test('a publish lost on its way (the connection closes before Redis reads it): answered 503 "not published", nothing in the log; its retry is published once', async t => {
   const cluster = await startCluster(t, { replicas: 0 })
   const masters = cluster.nodes.filter(n => n.role === 'master').map(n => n.port)
