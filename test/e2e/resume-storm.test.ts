@@ -44,7 +44,9 @@ t.test(`${CLIENTS} clients resume at once on one instance: full replay, then liv
   t.equal(resets, 0, 'no reset: history covered every client')
   t.equal(complete, CLIENTS, `every client got its ${MISSED} missed events in order, then the live ones, once each (all live after ${seconds.toFixed(1)} s)`)
   const reads = Number(/^sse_history_reads_total (\d+)$/m.exec(await (await fetch(`${b.url}/metrics`)).text())?.[1] ?? 0) - readsBefore
-  t.ok(reads < CLIENTS / 10, `history reads shared: ${reads} reads for ${CLIENTS} resumes of two logs`)
+  // Unshared, each resume reads (2,000 or more). Shared, a log is read once per 50 ms
+  // window while resumes arrive: 165-314 reads on a machine where the storm takes 6-14 s.
+  t.ok(reads < CLIENTS / 4, `history reads shared: ${reads} reads for ${CLIENTS} resumes of two logs (all live after ${seconds.toFixed(1)} s)`)
   for (const c of clients) c.close()
 })
 
