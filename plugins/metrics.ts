@@ -147,7 +147,7 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
   })
   const redisDuration = new Histogram({
     name: 'sse_redis_command_duration_seconds',
-    help: 'Round trip of the calls Redis answered: command="publish" (one publish script call: a turn\'s events of one topic, up to 256) or "history" (one history read: a resume, a subscription\'s head, a catch-up)',
+    help: 'Round trip of the calls Redis answered: command="publish" (one publish script call: a turn\'s events, up to 256, of one topic on a Redis Cluster, of up to 128 topics on one Redis) or "history" (one history read: a resume, a subscription\'s head, a catch-up)',
     labelNames: ['command'],
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry]

@@ -15,6 +15,8 @@ import { keyLog, logKey, MessageReader, pack, parseHistory, type HistoryReply } 
 
 interface BusCommands {
   ssePublish (key: string, ...args: Array<string | number | Buffer>): Promise<string[]>
+  /** PUBLISH_SCRIPT with several logs: the number of keys, the keys, then its ARGV. */
+  ssePublishLogs (keys: number, ...args: Array<string | number | Buffer>): Promise<string[]>
   sseHistory (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
   sseSettle (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
 }
@@ -82,6 +84,9 @@ interface Waiter {
   reject: (err: Error) => void
 }
 
+/** The events of one log in a publish call, with their uids and priors (see pack()). */
+type Parts = Array<{ event: Outgoing, uid: string, priors: string }>
+
 /** The copies of an event of several topics stopped at a log: those before it got theirs. */
 class CopiesFailed extends Error {
   constructor (readonly written: string[], readonly positions: string[], readonly reason: Error) {
@@ -91,6 +96,8 @@ class CopiesFailed extends Error {
 
 /** Events per script call, past which a turn's publishes to one log go as several calls. */
 const CALL_EVENTS = 256
+/** Logs per script call on one Redis, past which a turn's publishes go as several calls. */
+const CALL_LOGS = 128
 /** How long a log without readers stays subscribed: reconnecting clients find it ready. */
 const LINGER_MS = 2000
 /** How long a history read waits for other resumes of its log to join it, in a storm. */
@@ -164,6 +171,7 @@ export class RedisBus implements Bus {
     this.opts = opts
     this.pub = opts.pub as Client
     this.pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
+    this.pub.defineCommand('ssePublishLogs', { lua: PUBLISH_SCRIPT })
     this.pub.defineCommand('sseSettle', { numberOfKeys: 1, lua: SETTLE_SCRIPT })
     this.reader = (opts.reader ?? opts.pub) as Client
     this.reader.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
@@ -409,8 +417,8 @@ export class RedisBus implements Bus {
     }
   }
 
-  // Publishes of one event-loop turn go to Redis as one script call per log: one round
-  // trip and one Pub/Sub message per log, whatever the number of publishers.
+  // Publishes of one event-loop turn go to Redis as one script call (one per log on a
+  // Redis Cluster): one round trip, and one Pub/Sub message per log, whatever the number of publishers.
   private async enqueue (events: Outgoing[]): Promise<Array<string | null>> {
     return await new Promise((resolve, reject) => {
       const waiter: Waiter = { ids: new Array(events.length).fill(null), events, reached: null, left: events.length, failed: null, resolve, reject }
@@ -438,8 +446,9 @@ export class RedisBus implements Bus {
   }
 
   /**
-   * Events of one topic each: one call per log (per CALL_EVENTS), all at once; one
-   * connection keeps a log's calls in order. Resolves when all are answered.
+   * Events of one topic each, all at once: on one Redis one call for every log (per
+   * CALL_EVENTS and CALL_LOGS), on a Redis Cluster one call per log; one connection keeps
+   * a log's calls in order. Resolves when all are answered.
    */
   private async sendSingles (events: Pending[]): Promise<void> {
     const byLog = new Map<string, Pending[]>()
@@ -449,17 +458,28 @@ export class RedisBus implements Bus {
       if (list === undefined) byLog.set(log, list = [])
       list.push(p)
     }
-    const calls: Array<Promise<void>> = []
+    const together = !('nodes' in this.pub)
+    const calls: Array<{ groups: Array<{ log: string, part: Pending[] }>, events: number }> = []
+    let call: typeof calls[number] | null = null
     for (const [log, list] of byLog) {
       for (let from = 0; from < list.length; from += CALL_EVENTS) {
         const part = list.slice(from, from + CALL_EVENTS)
-        calls.push(this.send(log, part.map(p => ({ event: p.event, uid: '', priors: '' })), '').then(
-          ids => { for (let i = 0; i < part.length; i++) settle(part[i], ids[i], null) },
-          err => { for (const p of part) settle(p, null, err as Error, []) }
-        ))
+        if (call === null || !together || call.events + part.length > CALL_EVENTS || call.groups.length === CALL_LOGS) calls.push(call = { groups: [], events: 0 })
+        call.groups.push({ log, part })
+        call.events += part.length
       }
     }
-    await Promise.all(calls)
+    await Promise.all(calls.map(async ({ groups }) => {
+      const outcomes = await this.sendLogs(groups.map(({ log, part }) => ({ log, part: part.map(p => ({ event: p.event, uid: '', priors: '' })) })), '')
+        .catch((err: Error) => groups.map(() => err))
+      groups.forEach(({ part }, g) => {
+        const ids = outcomes[g]
+        for (let i = 0; i < part.length; i++) {
+          if (ids instanceof Error) settle(part[i], null, ids, [])
+          else settle(part[i], ids[i], null)
+        }
+      })
+    }))
   }
 
   private async sendInOrder (turn: Pending[]): Promise<void> {
@@ -506,21 +526,34 @@ export class RedisBus implements Bus {
     return positions[sorted.indexOf(event.topics![0])]
   }
 
-  private async send (log: string, part: Array<{ event: Outgoing, uid: string, priors: string }>, origin: string): Promise<string[]> {
+  private async send (log: string, part: Parts, origin: string): Promise<string[]> {
+    const [outcome] = await this.sendLogs([{ log, part }], origin)
+    if (outcome instanceof Error) throw outcome
+    return outcome
+  }
+
+  /**
+   * One script call for the logs' events (several logs on one Redis only): per log, its
+   * positions, or why it was not published (a channel refused after others were sent).
+   * Throws when no log was.
+   */
+  private async sendLogs (groups: Array<{ log: string, part: Parts }>, origin: string): Promise<Array<string[] | Error>> {
     const started = performance.now()
-    const key = logKey(this.opts.prefix, log)
-    const master = await this.masterConnected(key)
+    const keys = groups.map(({ log }) => logKey(this.opts.prefix, log))
+    const master = await this.masterConnected(keys[0])
     // Its deadline in the master's clock, as its last reply showed it; for a master not heard
     // from yet, another master's (clocks kept by NTP agree to well under LATE_MS).
     const offset = master === '' ? undefined : this.offsets.get(master) ?? this.anyOffset()
     const deadline = offset === undefined || Number.isNaN(offset) ? '' : Math.ceil(clockMs() + offset + LATE_MS)
     const tag = `${this.uidStem}:${(this.calls++).toString(36)}`
-    let ids: string[]
+    const packs = groups.map(({ part }) => pack(part, origin))
+    const { historySize, historyTtlMs } = this.opts
+    let reply: string[]
     const sentAt = performance.now()
     try {
-      ids = await this.pub.ssePublish(key, this.opts.historySize, this.opts.historyTtlMs, pack(part, origin), deadline, tag)
-      // Its master's clock, as its entries' positions show it (never ahead of it).
-      if (master !== '') this.offsets.set(master, idMillis(ids[ids.length - 1]) - clockMs())
+      reply = keys.length === 1
+        ? await this.pub.ssePublish(keys[0], historySize, historyTtlMs, packs[0], deadline, tag)
+        : await this.pub.ssePublishLogs(keys.length, ...keys, historySize, historyTtlMs, packs[0], deadline, tag, ...packs.slice(1))
     } catch (err) {
       const message = (err as Error).message
       // Late: the master's clock is not what its last reply (or another master's) showed: it
@@ -528,12 +561,29 @@ export class RedisBus implements Bus {
       if (message.startsWith('LATE ')) this.offsets.set(master, NaN)
       if (NOT_SENT.test(message) || message.startsWith('LATE ')) throw new NotPublishedError(err as Error)
       // Sent, and no answer (the connection closed, the command timed out): it may have
-      // run. Find out from the log, once the deadline has passed.
+      // run. Find out from each log, once the deadline has passed.
       if (err instanceof ReplyError || deadline === '') throw err
-      ids = await this.settle(key, deadline, tag, part.length, err as Error, sentAt)
+      const outcomes: Array<string[] | Error> = []
+      for (let g = 0; g < keys.length; g++) {
+        outcomes.push(await this.settle(keys[g], deadline, tag, groups[g].part.length, err as Error, sentAt).catch((e: Error) => e))
+      }
+      if (outcomes.every(o => o instanceof Error)) throw outcomes[0]
+      this.opts.answered?.('publish', performance.now() - started)
+      return outcomes
     }
+    // Some logs refused (their appends taken back), the others published.
+    const outcomes: Array<string[] | Error> = []
+    if (reply[0] === 'partial') {
+      for (const item of reply.slice(1) as Array<string | string[]>) outcomes.push(typeof item === 'string' ? new NotPublishedError(new Error(item)) : item)
+    } else {
+      let at = 0
+      for (const { part } of groups) outcomes.push(reply.slice(at, at += part.length))
+    }
+    // Its master's clock, as its entries' positions show it (never ahead of it).
+    const newest = (reply[0] === 'partial' ? outcomes.flatMap(o => o instanceof Error ? [] : o) : reply).at(-1)
+    if (master !== '' && newest !== undefined) this.offsets.set(master, idMillis(newest) - clockMs())
     this.opts.answered?.('publish', performance.now() - started)
-    return ids
+    return outcomes
   }
 
   /** A master's clock offset, for one not heard from yet (undefined when none is known). */

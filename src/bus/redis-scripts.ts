@@ -1,21 +1,25 @@
-// The Lua the Redis bus runs. Each script touches one log: its keys are declared in KEYS
-// and share the log's hash tag, so on a Redis Cluster it runs on the log's own master.
+// The Lua the Redis bus runs. Every key a script touches is declared in KEYS; on a Redis
+// Cluster a call has one log's key (its hash tag), so it runs on the log's own master.
 // The records PUBLISH_SCRIPT sends are read by redis-wire.ts's MessageReader; a test
 // runs both against a real Redis so they cannot drift.
 
-// KEYS[1] the log's stream, also its sharded channel (one key: a multi-key call gets
-// TRYAGAIN while its slot migrates). ARGV: maxlen, ttl ms, the events as pack() writes them:
+// KEYS the logs' streams, each also its sharded channel: on a Redis Cluster one key per
+// call (a multi-key call gets TRYAGAIN while its slot migrates), on one Redis any number.
+// ARGV: maxlen, ttl ms, the events of KEYS[1] as pack() writes them:
 // "<uid>\n<priors>\n<topics>\n<origin>\n<body bytes>\n<body>"
-// each, then (both optional) a deadline in Redis's clock (ms) and the call's tag. A call
-// that reaches Redis after its deadline writes nothing (an error LATE): once Redis's clock
-// is past it, SETTLE_SCRIPT can tell for sure whether a call whose reply was lost wrote.
-// Each entry keeps the tag (field c). Appends each (Redis gives the positions), trims by age, and publishes the records
-// "<position>\n<uid>\n<priors>\n<topics>\n<origin>\n<body bytes>\n<body>" as one message. A refused
-// step after the appends takes them back, so a refused publish leaves nothing to replay.
+// each, then (both optional, '' for none) a deadline in Redis's clock (ms) and the call's
+// tag, then the events of KEYS[2], KEYS[3]... A call that reaches Redis after its deadline
+// writes nothing (an error LATE): once Redis's clock is past it, SETTLE_SCRIPT can tell for
+// sure whether a call whose reply was lost wrote. Each entry keeps the tag (field c).
+// Appends each (Redis gives the positions), trims by age, then publishes per log the records
+// "<position>\n<uid>\n<priors>\n<topics>\n<origin>\n<body bytes>\n<body>" as one message,
+// and returns the positions of every log in order. A step Redis refuses takes that log's
+// appends back, so a refused publish leaves nothing to replay: one log's refusal is the
+// call's error; with several logs, one refused does not stop the others, and the call
+// returns { 'partial', then per log its positions or what Redis said }.
 // A log that holds only this call's events (new, or all older ones trimmed) is dumped and
 // restored to fit: Redis allocates a new stream node for stream-node-max-bytes (4 KB).
 export const PUBLISH_SCRIPT = `
-local key = KEYS[1]
 local maxlen, ttl = ARGV[1], tonumber(ARGV[2])
 local deadline, tag = ARGV[4] or '', ARGV[5] or ''
 local now
@@ -26,66 +30,91 @@ end
 if deadline ~= '' and now > tonumber(deadline) then
   return redis.error_reply('LATE the call reached Redis after its deadline, and wrote nothing')
 end
-local packed, pos, find, sub = ARGV[3], 1, string.find, string.sub
-local ids, parts, n = {}, {}, 0
-while pos <= #packed do
-  local a = find(packed, '\\n', pos, true)
-  local b = find(packed, '\\n', a + 1, true)
-  local c = find(packed, '\\n', b + 1, true)
-  local d = find(packed, '\\n', c + 1, true)
-  local e = find(packed, '\\n', d + 1, true)
-  local uid, priors, topics = sub(packed, pos, a - 1), sub(packed, a + 1, b - 1), sub(packed, b + 1, c - 1)
-  local origin, len = sub(packed, c + 1, d - 1), sub(packed, d + 1, e - 1)
-  local stop = e + tonumber(len)
-  local body = sub(packed, e + 1, stop)
-  pos = stop + 1
-  -- Trimmed exactly by the call's last append only: an exact trim on every append costs
-  -- Redis a quarter of a batch's CPU, and the log ends the same.
-  local id = redis.pcall('XADD', key, 'MAXLEN', pos <= #packed and '~' or '=', maxlen, '*', 'u', uid, 'p', priors, 't', topics, 'o', origin, 'b', body, 'c', tag)
-  if type(id) == 'table' and id.err then
-    if #ids > 0 then redis.call('XDEL', key, unpack(ids)) end
-    return redis.error_reply(id.err)
+local find, sub = string.find, string.sub
+local written, messages, refused = {}, {}, {}
+local function undo (k, err)
+  if #written[k] > 0 then redis.call('XDEL', KEYS[k], unpack(written[k])) end
+  written[k] = {}
+  refused[k] = type(err) == 'table' and err.err or tostring(err)
+end
+-- One log's appends and trims; what Redis refused, or nil.
+local function append (k)
+  local key = KEYS[k]
+  local packed = k == 1 and ARGV[3] or ARGV[4 + k]
+  local pos, ids, parts, n = 1, {}, {}, 0
+  written[k] = ids
+  while pos <= #packed do
+    local a = find(packed, '\\n', pos, true)
+    local b = find(packed, '\\n', a + 1, true)
+    local c = find(packed, '\\n', b + 1, true)
+    local d = find(packed, '\\n', c + 1, true)
+    local e = find(packed, '\\n', d + 1, true)
+    local uid, priors, topics = sub(packed, pos, a - 1), sub(packed, a + 1, b - 1), sub(packed, b + 1, c - 1)
+    local origin, len = sub(packed, c + 1, d - 1), sub(packed, d + 1, e - 1)
+    local stop = e + tonumber(len)
+    local body = sub(packed, e + 1, stop)
+    pos = stop + 1
+    -- Trimmed exactly by the log's last append only: an exact trim on every append costs
+    -- Redis a quarter of a batch's CPU, and the log ends the same.
+    local id = redis.pcall('XADD', key, 'MAXLEN', pos <= #packed and '~' or '=', maxlen, '*', 'u', uid, 'p', priors, 't', topics, 'o', origin, 'b', body, 'c', tag)
+    if type(id) == 'table' and id.err then return id end
+    ids[#ids + 1] = id
+    parts[n + 1] = id
+    parts[n + 2] = '\\n'
+    parts[n + 3] = uid
+    parts[n + 4] = '\\n'
+    parts[n + 5] = priors
+    parts[n + 6] = '\\n'
+    parts[n + 7] = topics
+    parts[n + 8] = '\\n'
+    parts[n + 9] = origin
+    parts[n + 10] = '\\n'
+    parts[n + 11] = len
+    parts[n + 12] = '\\n'
+    parts[n + 13] = body
+    n = n + 13
   end
-  ids[#ids + 1] = id
-  parts[n + 1] = id
-  parts[n + 2] = '\\n'
-  parts[n + 3] = uid
-  parts[n + 4] = '\\n'
-  parts[n + 5] = priors
-  parts[n + 6] = '\\n'
-  parts[n + 7] = topics
-  parts[n + 8] = '\\n'
-  parts[n + 9] = origin
-  parts[n + 10] = '\\n'
-  parts[n + 11] = len
-  parts[n + 12] = '\\n'
-  parts[n + 13] = body
-  n = n + 13
+  if ttl > 0 then
+    local r = redis.pcall('XTRIM', key, 'MINID', string.format('%d', now - ttl))
+    if type(r) == 'table' and r.err then return r end
+    r = redis.pcall('PEXPIRE', key, ttl)
+    if type(r) == 'table' and r.err then return r end
+  end
+  messages[k] = table.concat(parts)
 end
-local function undo (err)
-  redis.call('XDEL', key, unpack(ids))
-  return redis.error_reply(type(err) == 'table' and err.err or tostring(err))
+for k = 1, #KEYS do
+  local err = append(k)
+  if err then undo(k, err) end
 end
-if ttl > 0 then
-  local cutoff = string.format('%d', now - ttl)
-  local r = redis.pcall('XTRIM', key, 'MINID', cutoff)
-  if type(r) == 'table' and r.err then return undo(r) end
-  r = redis.pcall('PEXPIRE', key, ttl)
-  if type(r) == 'table' and r.err then return undo(r) end
+for k = 1, #KEYS do
+  if not refused[k] then
+    local r = redis.pcall('SPUBLISH', KEYS[k], messages[k])
+    if type(r) == 'table' and r.err then undo(k, r) end
+  end
 end
-local r = redis.pcall('SPUBLISH', key, table.concat(parts))
-if type(r) == 'table' and r.err then return undo(r) end
+if #KEYS == 1 and refused[1] then return redis.error_reply(refused[1]) end
+local out = {}
+if next(refused) then
+  out[1] = 'partial'
+  for k = 1, #KEYS do out[k + 1] = refused[k] or written[k] end
+  return out
+end
+for k = 1, #KEYS do
+  for _, id in ipairs(written[k]) do out[#out + 1] = id end
+end
 -- Only memory is at stake here: a user without DUMP or RESTORE keeps the 4 KB node. The
 -- dump keeps entries-added and the last and deleted ids the gap check reads; the TTL is
 -- given back as it was.
-if redis.pcall('XLEN', key) == #ids then
-  local dump = redis.pcall('DUMP', key)
-  if type(dump) == 'string' then
-    local left = redis.pcall('PTTL', key)
-    redis.pcall('RESTORE', key, type(left) == 'number' and left > 0 and left or 0, dump, 'REPLACE')
+for k = 1, #KEYS do
+  if redis.pcall('XLEN', KEYS[k]) == #written[k] then
+    local dump = redis.pcall('DUMP', KEYS[k])
+    if type(dump) == 'string' then
+      local left = redis.pcall('PTTL', KEYS[k])
+      redis.pcall('RESTORE', KEYS[k], type(left) == 'number' and left > 0 and left or 0, dump, 'REPLACE')
+    end
   end
 end
-return ids
+return out
 `
 
 // KEYS[1] the log's stream. ARGV: the reader's position ('' = it saw nothing: the log was

@@ -121,6 +121,7 @@ t.test('parseHistory reads HISTORY_SCRIPT\'s reply', async t => {
 
 interface Commands {
   ssePublish: (key: string, maxlen: number, ttl: number, packed: Buffer, deadline?: number | '', tag?: string) => Promise<string[]>
+  ssePublishLogs: (keys: number, ...args: Array<string | number | Buffer>) => Promise<Array<string | string[]>>
   sseHistory: (key: string, after: string, mode: string) => Promise<Array<string | number>>
   sseSettle: (key: string, deadline: number, tag: string, elapsedMs: number, ttl: number, maxlen: number) => Promise<Array<string | number>>
 }
@@ -132,6 +133,7 @@ async function scriptsOnRedis (t: Test): Promise<{ server: TestRedis, pub: Redis
   const pub = new Redis(server.url) as Redis & Commands
   t.teardown(() => pub.disconnect())
   pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
+  pub.defineCommand('ssePublishLogs', { lua: PUBLISH_SCRIPT })
   pub.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
   pub.defineCommand('sseSettle', { numberOfKeys: 1, lua: SETTLE_SCRIPT })
   return { server, pub }
@@ -224,6 +226,56 @@ t.test('the scripts on a real Redis: what is published is what subscribers and h
   t.equal(lost.gap, true, 'a position of the lost log: a gap, though a log exists again')
   t.same(bodies(lost), ['data: after the loss\n\n'])
   t.same(await history(''), { ...(await history('')), gap: false, last: fresh[0] }, 'nothing seen: the new log, no gap')
+})
+
+t.test('PUBLISH_SCRIPT with several logs (one Redis): each log its appends and one message, the positions in order; a log Redis refuses keeps nothing, the others are published', async t => {
+  const { server, pub } = await scriptsOnRedis(t)
+  const sub = new Redis(server.url)
+  t.teardown(() => sub.disconnect())
+  const keys = ['a', 'b', 'c'].map(log => logKey('m:', log))
+  const got = new Map<string, Buffer[]>()
+  sub.on('smessageBuffer', (channel: Buffer, msg: Buffer) => got.set(channel.toString(), [...(got.get(channel.toString()) ?? []), msg]))
+  await sub.ssubscribe(...keys)
+  const events = (log: string, n: number): Buffer => pack(Array.from({ length: n }, (_, i) => ({ event: { topics: [log], body: `data: ${log}${i}\n\n` }, uid: '', priors: '' })), 'inst-m')
+  const [seconds, micros] = await pub.time()
+  const deadline = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) + 500
+  const ids = await pub.ssePublishLogs(3, ...keys, 100, 60_000, events('a', 2), deadline, 'tag-1', events('b', 1), events('c', 3)) as string[]
+  t.equal(ids.length, 6, 'every event\'s position')
+  const inLog = async (key: string): Promise<Array<[string, string[]]>> => await pub.xrange(key, '-', '+')
+  t.same((await inLog(keys[0])).map(([id]) => id), ids.slice(0, 2), 'a: its two, in order')
+  t.same((await inLog(keys[1])).map(([id]) => id), ids.slice(2, 3), 'b: its one')
+  t.same((await inLog(keys[2])).map(([id]) => id), ids.slice(3), 'c: its three')
+  t.same((await inLog(keys[2]))[0][1].slice(-2), ['c', 'tag-1'], 'each entry keeps the call\'s tag')
+  t.ok(await pub.pttl(keys[1]) > 0, 'each log expires')
+  for (let i = 0; i < 200 && got.size < 3; i++) await new Promise(resolve => setTimeout(resolve, 10))
+  t.same(keys.map(k => got.get(k)?.length), [1, 1, 1], 'one message per log')
+  t.same(readAll(got.get(keys[2])![0]).map(r => [r.position, r.body]), ids.slice(3).map((id, i) => [id, `data: c${i}\n\n`]), 'each log\'s message: its own records')
+  await new Promise(resolve => setTimeout(resolve, 600))
+  t.same(await pub.sseSettle(keys[1], deadline, 'tag-1', 700, 60_000, 100), ['written', ids[2]], 'settled per log, as a call of one log is')
+
+  // b is not a stream now: that log alone is refused.
+  await pub.del(keys[1])
+  await pub.set(keys[1], 'not a stream')
+  const partial = await pub.ssePublishLogs(3, ...keys, 100, 60_000, events('a', 1), '', '', events('b', 2), events('c', 1))
+  t.equal(partial[0], 'partial')
+  t.match(partial[2], /WRONGTYPE/, 'b: what Redis said')
+  t.same([(partial[1] as string[]).length, (partial[3] as string[]).length], [1, 1], 'a and c: their positions')
+  t.same((await inLog(keys[0])).length, 3, 'a published')
+  t.same((await inLog(keys[2])).length, 4, 'c published')
+  for (let i = 0; i < 200 && (got.get(keys[2])?.length ?? 0) < 2; i++) await new Promise(resolve => setTimeout(resolve, 10))
+  t.same(keys.map(k => got.get(k)?.length), [2, 1, 2], 'no message for b')
+
+  // A channel this user may not publish to: its log's appends are taken back, the others stay.
+  await pub.del(keys[1])
+  await pub.acl('SETUSER', 'narrow', 'on', '>pw', '~*', 'resetchannels', `&${keys[0]}`, `&${keys[2]}`, '+@all')
+  const narrow = new Redis(server.url.replace('redis://', 'redis://narrow:pw@')) as Redis & Commands
+  t.teardown(() => narrow.disconnect())
+  narrow.defineCommand('ssePublishLogs', { lua: PUBLISH_SCRIPT })
+  const denied = await narrow.ssePublishLogs(3, ...keys, 100, 60_000, events('a', 1), '', '', events('b', 2), events('c', 1))
+  t.equal(denied[0], 'partial')
+  t.match(denied[2], /can't publish to the channel/, 'b: refused its channel')
+  t.equal(await pub.xlen(keys[1]), 0, 'b: nothing in its log (its appends taken back)')
+  t.same([(await inLog(keys[0])).length, (await inLog(keys[2])).length], [4, 5], 'a and c published')
 })
 
 t.test('HISTORY_SCRIPT: the newest trimmed position is a gap on Redis, unlike MemoryHistory', async t => {
