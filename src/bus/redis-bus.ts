@@ -197,7 +197,8 @@ export class RedisBus implements Bus {
   /** Why this instance cannot deliver cluster-wide now, or null when it can. */
   get trouble (): string | null {
     if (this.pub.status !== 'ready' || this.opts.sub.status !== 'ready') return 'Redis is not connected'
-    if (this.drainError !== null && this.outbox.length > 0) return `${this.outbox.length} events accepted here during an outage are not yet published to the other instances (${this.drainError})`
+    // Until its outbox is drained, what it accepted in an outage has not reached the others.
+    if (this.outbox.length > 0) return `${this.outbox.length} events accepted here during an outage are not yet published to the other instances (${this.drainError ?? 'publishing them now'})`
     return this.problem
   }
 

@@ -99,6 +99,41 @@ t.test('Redis lost while running: local delivery goes on, and every client ends 
   t.ok(warnings.length <= 4, `no log flood (${warnings.length} warnings)`)
 })
 
+t.test('an instance publishing its outbox says degraded until the others have it: a publish elsewhere after it says ok comes after the outbox, at every client', async t => {
+  const p = prefix()
+  const { link, a, b } = await linkedPair(t, p)
+  const onA = await openStream(t, `${a.url}/stream?topic=d`)
+  const onB = await openStream(t, `${b.url}/stream?topic=d`)
+  await notify(a.url, { topic: 'd', data: 'before' })
+  await onB.untilEvents(1)
+  await link.cut()
+  await until(async () => (await health(a)).status === 'degraded', 10000, 'A degraded')
+  for (const data of ['o1', 'o2', 'o3']) t.equal((await notify(a.url, { topic: 'd', data })).body.fanout, 'local')
+  // A distant Redis: each of the outbox's calls takes a while.
+  link.delayMs = 300
+  await link.restore()
+  const reasons: string[] = []
+  let outboxWhenOk = -1
+  await until(async () => {
+    const h = await health(a)
+    if (h.status !== 'ok') {
+      reasons.push(h.reason ?? '')
+      return false
+    }
+    outboxWhenOk = Number(/^sse_outbox_events (\d+)$/m.exec(await (await fetch(`${a.url}/metrics`)).text())?.[1])
+    return true
+  }, 20000, 'A ok')
+  t.equal(outboxWhenOk, 0, 'ok only once the outbox is published')
+  t.ok(reasons.some(r => /not yet published to the other instances \(publishing them now\)/.test(r)), `while publishing it, the reason says so (${[...new Set(reasons)].join(' | ')})`)
+  await notify(b.url, { topic: 'd', data: 'after' })
+  await onA.untilEvents(5)
+  await onB.untilEvents(5)
+  await new Promise(resolve => setTimeout(resolve, 300))
+  const expected = ['before', 'o1', 'o2', 'o3', 'after']
+  t.same(onB.events.map(e => e.data), expected, 'B\'s client: the outbox, then the later publish')
+  t.same(onA.events.map(e => e.data), expected, 'A\'s client: the same order')
+})
+
 t.test('one instance loses its Redis link: it catches up from history when back', async t => {
   const { link, a, b } = await linkedPair(t, prefix())
   const onA = await openStream(t, `${a.url}/stream?topic=k`)
