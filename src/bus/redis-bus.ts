@@ -228,9 +228,11 @@ export class RedisBus implements Bus {
         timer = setTimeout(() => reject(new Error('this instance\'s own subscription did not receive its probe event within 10 s')), 10_000)
       })
       try {
+        // As a publish does: a master whose connection is still being made is waited for,
+        // not taken for out of reach (the proof would pass without having published).
+        const master = await this.masterConnected(key)
         const [id] = await this.pub.ssePublish(key, 1, 60_000, pack([{ event: { topics: [log], body: 'data: probe\n\n' }, uid: '', priors: '' }], this.opts.instanceId))
         // Its master's clock, for the deadline of the first publish there.
-        const master = this.ownerOf(key)
         if (master !== '' && !this.offsets.has(master)) this.offsets.set(master, idMillis(id) - clockMs())
       } catch (err) {
         cause = (err as Error).message
