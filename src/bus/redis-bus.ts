@@ -537,8 +537,8 @@ export class RedisBus implements Bus {
 
   /**
    * One script call for the logs' events (several logs on one Redis only): per log, its
-   * positions, or why it was not published (a channel refused after others were sent).
-   * Throws when no log was.
+   * positions, or why it was not published (Redis refused that log: its appends were taken
+   * back, the other logs' stand). Throws when no log was.
    */
   private async sendLogs (groups: Array<{ log: string, part: Parts }>, origin: string): Promise<Array<string[] | Error>> {
     const started = performance.now()
@@ -574,7 +574,8 @@ export class RedisBus implements Bus {
       this.opts.answered?.('publish', performance.now() - started)
       return outcomes
     }
-    // Some logs refused (their appends taken back), the others published.
+    // All published (the positions of every log, in order), or 'partial': per log, its
+    // positions or what Redis refused it with.
     const outcomes: Array<string[] | Error> = []
     if (reply[0] === 'partial') {
       for (const item of reply.slice(1) as Array<string | string[]>) outcomes.push(typeof item === 'string' ? new NotPublishedError(new Error(item)) : item)
