@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { RESET_REASONS } from '../src/frame.js'
+import { HttpMetrics } from '../src/http-metrics.js'
 import { LOOP_DELAY_RESOLUTION_MS, watchLoopDelay } from '../src/loop-delay.js'
 import { REFUSAL_REASONS } from '../src/refusal.js'
 import { RESUME_OUTCOMES, type ResumeCounts } from '../src/resume.js'
@@ -161,14 +162,12 @@ async function metrics (fastify: FastifyInstance): Promise<void> {
     last.observe((now - oldestAcceptedAt) / 1000)
   }
   const answered = (command: 'publish' | 'history', ms: number): void => commands[command].observe(ms / 1000)
-  const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers: [registry] })
-  const duration = new Histogram({ name: 'http_request_duration_seconds', help: 'HTTP request duration', labelNames: ['method', 'route'], registers: [registry] })
-
+  const http = new HttpMetrics()
+  registry.registerMetric(http.requests() as never)
+  registry.registerMetric(http.durations() as never)
   // A callback hook, not an async one: no promise per request.
   fastify.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ?? 'unmatched'
-    requests.inc({ method: request.method, route, status: reply.statusCode })
-    duration.observe({ method: request.method, route }, reply.elapsedTime / 1000)
+    http.record(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
     done()
   })
   fastify.decorate('metrics', { registry, published, resumes, flushed, answered })
