@@ -189,7 +189,7 @@ export default async function notifyRoute (app: FastifyInstance): Promise<void> 
       return reply.code(400).send(errorBody(400, message))
     }
     const events: Outgoing[] = request.body.map(e => ({
-      topics: e.topic === undefined ? null : [...new Set(Array.isArray(e.topic) ? e.topic : [e.topic])],
+      topics: e.topic === undefined ? null : Array.isArray(e.topic) ? [...new Set(e.topic)] : [e.topic],
       body: encodeBody(e.event, e.data)
     }))
     for (let i = 0; i < events.length; i++) {

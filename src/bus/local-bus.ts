@@ -45,17 +45,22 @@ export class LocalBus implements Bus {
     for (const e of events) {
       const position = this.clock.next()
       const body = Buffer.from(e.body)
+      ids.push(position)
       const logs = e.topics ?? [BROADCAST]
-      const uid = logs.length > 1 ? position : null
+      if (logs.length === 1) {
+        const d: Delivery = { log: logs[0], position, uid: null, topics: e.topics, body, priors: null, acceptedAt }
+        this.recent.append(d)
+        this.listener.deliver(d)
+        continue
+      }
+      // One entry per topic, sharing a uid, each knowing how many of its topics sort before it.
       const sorted = [...logs].sort()
       for (const log of logs) {
-        const before = sorted.indexOf(log)
-        const priors = uid === null ? null : new Array<string>(before).fill(position).join(',')
-        const d: Delivery = { log, position, uid, topics: e.topics, body, priors, acceptedAt }
+        const priors = new Array<string>(sorted.indexOf(log)).fill(position).join(',')
+        const d: Delivery = { log, position, uid: position, topics: e.topics, body, priors, acceptedAt }
         this.recent.append(d)
         this.listener.deliver(d)
       }
-      ids.push(position)
     }
     await (this.turnEnd ??= new Promise(this.endTurn))
     return { ids, fanout: 'local' }
