@@ -10,7 +10,7 @@ import { ReplyError, type Cluster, type Redis } from 'ioredis'
 import { BROADCAST } from '../cursor.js'
 import { compareIds, idMillis } from '../event-id.js'
 import { DegradedError, NotPublishedError, PartialPublishError, type Bus, type BusListener, type LogHistory, type Outgoing, type PublishResult } from './bus.js'
-import { HISTORY_SCRIPT, PUBLISH_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js'
+import { CLOCK_SCRIPT, HISTORY_SCRIPT, PUBLISH_SCRIPT, SETTLE_SCRIPT } from './redis-scripts.js'
 import { keyLog, logKey, MessageReader, pack, parseHistory, type HistoryReply } from './redis-wire.js'
 
 interface BusCommands {
@@ -19,6 +19,7 @@ interface BusCommands {
   ssePublishLogs (keys: number, ...args: Array<string | number | Buffer>): Promise<string[]>
   sseHistory (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
   sseSettle (key: string, ...args: Array<string | number>): Promise<Array<string | number>>
+  sseClock (key: string): Promise<[string, string]>
 }
 
 type Client = (Redis | Cluster) & BusCommands
@@ -161,9 +162,11 @@ export class RedisBus implements Bus {
   private calls = 0
   /**
    * Per master (its address; 'redis' standalone): its clock minus this host's, in ms, as its
-   * last reply showed; NaN after a LATE refusal, until a reply shows its clock again.
+   * last reply showed; NaN after a LATE refusal, until its clock is read again.
    */
   private readonly offsets = new Map<string, number>()
+  /** Per master, its clock being read (one read for the calls that wait for it). */
+  private readonly clockReads = new Map<string, Promise<number | undefined>>()
   private closing = false
   replayed = 0
 
@@ -173,6 +176,7 @@ export class RedisBus implements Bus {
     this.pub.defineCommand('ssePublish', { numberOfKeys: 1, lua: PUBLISH_SCRIPT })
     this.pub.defineCommand('ssePublishLogs', { lua: PUBLISH_SCRIPT })
     this.pub.defineCommand('sseSettle', { numberOfKeys: 1, lua: SETTLE_SCRIPT })
+    this.pub.defineCommand('sseClock', { numberOfKeys: 1, lua: CLOCK_SCRIPT })
     this.reader = (opts.reader ?? opts.pub) as Client
     this.reader.defineCommand('sseHistory', { numberOfKeys: 1, lua: HISTORY_SCRIPT })
     if (this.reader !== this.pub) this.reader.on('ready', () => this.resubscribeAll())
@@ -545,8 +549,10 @@ export class RedisBus implements Bus {
     const keys = groups.map(({ log }) => logKey(this.opts.prefix, log))
     const master = await this.masterConnected(keys[0])
     // Its deadline in the master's clock, as its last reply showed it; for a master not heard
-    // from yet, another master's (clocks kept by NTP agree to well under LATE_MS).
-    const offset = master === '' ? undefined : this.offsets.get(master) ?? this.anyOffset()
+    // from yet, another master's (clocks kept by NTP agree to well under LATE_MS); when none
+    // is known, or after a LATE refusal showed it wrong, that master's clock read first.
+    let offset = master === '' ? undefined : this.offsets.get(master) ?? this.anyOffset()
+    if (master !== '' && (offset === undefined || Number.isNaN(offset))) offset = await this.readClock(keys[0], master)
     const deadline = offset === undefined || Number.isNaN(offset) ? '' : Math.ceil(clockMs() + offset + LATE_MS)
     const tag = `${this.uidStem}:${(this.calls++).toString(36)}`
     const packs = groups.map(({ part }) => pack(part, origin))
@@ -560,7 +566,7 @@ export class RedisBus implements Bus {
     } catch (err) {
       const message = (err as Error).message
       // Late: the master's clock is not what its last reply (or another master's) showed: it
-      // stepped, or a failover put another clock there. The next call goes without a deadline and reads it again.
+      // stepped, or a failover put another clock there. The next call reads it first.
       if (message.startsWith('LATE ')) this.offsets.set(master, NaN)
       if (NOT_SENT.test(message) || message.startsWith('LATE ')) throw new NotPublishedError(err as Error)
       // Sent, and no answer (the connection closed, the command timed out): it may have
@@ -588,6 +594,23 @@ export class RedisBus implements Bus {
     if (master !== '' && newest !== undefined) this.offsets.set(master, idMillis(newest) - clockMs())
     this.opts.answered?.('publish', performance.now() - started)
     return outcomes
+  }
+
+  /**
+   * The clock offset of the master of `key`, read with one round trip; undefined when it
+   * cannot be read now (the call goes without a deadline, as it would have).
+   */
+  private async readClock (key: string, master: string): Promise<number | undefined> {
+    let read = this.clockReads.get(master)
+    if (read === undefined) {
+      read = this.pub.sseClock(key).then(([s, us]) => {
+        const offset = Number(s) * 1000 + Math.floor(Number(us) / 1000) - clockMs()
+        this.offsets.set(master, offset)
+        return offset
+      }, () => undefined).finally(() => this.clockReads.delete(master))
+      this.clockReads.set(master, read)
+    }
+    return await read
   }
 
   /** A master's clock offset, for one not heard from yet (undefined when none is known). */

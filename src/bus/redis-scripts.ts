@@ -227,3 +227,10 @@ end
 for i = #found, 1, -1 do out[#out + 1] = found[i] end
 return out
 `
+
+// A master's clock, { seconds, microseconds }, read where KEYS[1] lives (on a Redis Cluster
+// the call goes to that key's master; the key itself is not read): for the deadline of a
+// publish to a master whose clock is not known (the one after a LATE refusal).
+export const CLOCK_SCRIPT = `
+return redis.call('TIME')
+`
