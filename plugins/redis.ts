@@ -8,12 +8,15 @@ import fp from 'fastify-plugin'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
+import { replyMasters, tableMasters } from '../src/cluster-slots.js'
 import { splitList } from '../src/config.js'
 
 type Client = Redis | Cluster
 
-/** How often the cluster subscriber checks the slot map (one CLUSTER SLOTS). */
+/** How often the cluster subscriber's slot map is checked (one CLUSTER SLOTS). */
 const SLOTS_REFRESH_MS = 5000
+/** How often ioredis's own refresh runs anyway, whatever the check says. */
+const SLOTS_FULL_REFRESH_MS = 60_000
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -328,10 +331,25 @@ async function redis (fastify: FastifyInstance): Promise<void> {
   // A moved slot's old master drops its channels and ioredis looks the slot up again;
   // asked of a node that has not heard of the move yet, it would never resubscribe. (Not
   // ioredis's slotsRefreshInterval: a refresh under way at quit() re-arms its timer, and
-  // the process never exits.)
+  // the process never exits.) The map is asked of a node over the reader's connection and
+  // compared with the subscriber's (src/cluster-slots.ts, its text made again after each of
+  // its refreshes); ioredis's refresh, ~6 ms of CPU, runs when they differ, and every
+  // SLOTS_FULL_REFRESH_MS anyway.
   const subscriber = sub
+  let fullRefreshAt = Date.now() + SLOTS_FULL_REFRESH_MS
+  let table: string | null = null
+  if (subscriber instanceof Cluster) subscriber.on('refresh', () => { table = null })
+  const checkSlots = async (): Promise<void> => {
+    if (!(subscriber instanceof Cluster) || subscriber.status !== 'ready') return
+    const due = Date.now() >= fullRefreshAt
+    const map = due || reader.status !== 'ready' ? null : replyMasters(await reader.cluster('SLOTS').catch(() => null))
+    table ??= tableMasters(subscriber.slots)
+    if (map !== null && map === table) return
+    fullRefreshAt = Date.now() + SLOTS_FULL_REFRESH_MS
+    subscriber.refreshSlotsCache()
+  }
   const refresher = subscriber instanceof Cluster
-    ? setInterval(() => { if (subscriber.status === 'ready') subscriber.refreshSlotsCache() }, SLOTS_REFRESH_MS).unref()
+    ? setInterval(() => { checkSlots().catch(() => {}) }, SLOTS_REFRESH_MS).unref()
     : undefined
   fastify.decorate('redis', { pub, sub, reader, mode, nodes })
   fastify.decorate('isRedisConnected', () => pub.status === 'ready' && sub.status === 'ready' && reader.status === 'ready')
