@@ -339,14 +339,30 @@ async function redis (fastify: FastifyInstance): Promise<void> {
   let fullRefreshAt = Date.now() + SLOTS_FULL_REFRESH_MS
   let table: string | null = null
   if (subscriber instanceof Cluster) subscriber.on('refresh', () => { table = null })
+  let checking = false
+  // The map as a node answers it within 1 s (the reader's own timeout is 30 s), else null.
+  const askSlots = async (): Promise<unknown> => {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<null>(resolve => { timer = setTimeout(() => resolve(null), 1000) })
+    try {
+      return await Promise.race([reader.cluster('SLOTS').catch(() => null), late])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
   const checkSlots = async (): Promise<void> => {
-    if (!(subscriber instanceof Cluster) || subscriber.status !== 'ready') return
-    const due = Date.now() >= fullRefreshAt
-    const map = due || reader.status !== 'ready' ? null : replyMasters(await reader.cluster('SLOTS').catch(() => null))
-    table ??= tableMasters(subscriber.slots)
-    if (map !== null && map === table) return
-    fullRefreshAt = Date.now() + SLOTS_FULL_REFRESH_MS
-    subscriber.refreshSlotsCache()
+    if (!(subscriber instanceof Cluster) || subscriber.status !== 'ready' || checking) return
+    checking = true
+    try {
+      const due = Date.now() >= fullRefreshAt
+      const map = due || reader.status !== 'ready' ? null : replyMasters(await askSlots())
+      table ??= tableMasters(subscriber.slots)
+      if (map !== null && map === table) return
+      fullRefreshAt = Date.now() + SLOTS_FULL_REFRESH_MS
+      subscriber.refreshSlotsCache()
+    } finally {
+      checking = false
+    }
   }
   const refresher = subscriber instanceof Cluster
     ? setInterval(() => { checkSlots().catch(() => {}) }, SLOTS_REFRESH_MS).unref()
