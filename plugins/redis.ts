@@ -264,6 +264,43 @@ async function quit (client: Client): Promise<void> {
   }
 }
 
+/**
+ * Every SLOTS_REFRESH_MS, the cluster's slot map as a node answers it over `reader` (within
+ * 1 s), against the subscriber's table (src/cluster-slots.ts; its text made again after each
+ * of its refreshes): ioredis's refresh, ~6 ms of CPU, runs when they differ, when the map
+ * cannot be had, and every SLOTS_FULL_REFRESH_MS anyway. One check at a time.
+ */
+function watchSlots (subscriber: Cluster, reader: Client): NodeJS.Timeout {
+  let fullRefreshAt = Date.now() + SLOTS_FULL_REFRESH_MS
+  let table: string | null = null
+  subscriber.on('refresh', () => { table = null })
+  let checking = false
+  const askSlots = async (): Promise<unknown> => {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<null>(resolve => { timer = setTimeout(() => resolve(null), 1000) })
+    try {
+      return await Promise.race([reader.cluster('SLOTS').catch(() => null), late])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+  const check = async (): Promise<void> => {
+    if (subscriber.status !== 'ready' || checking) return
+    checking = true
+    try {
+      const due = Date.now() >= fullRefreshAt
+      const map = due || reader.status !== 'ready' ? null : replyMasters(await askSlots())
+      table ??= tableMasters(subscriber.slots)
+      if (map !== null && map === table) return
+      fullRefreshAt = Date.now() + SLOTS_FULL_REFRESH_MS
+      subscriber.refreshSlotsCache()
+    } finally {
+      checking = false
+    }
+  }
+  return setInterval(() => { check().catch(() => {}) }, SLOTS_REFRESH_MS).unref()
+}
+
 async function redis (fastify: FastifyInstance): Promise<void> {
   const url = fastify.config.REDIS_URL
   const sentinels = splitList(fastify.config.REDIS_SENTINELS)
@@ -331,42 +368,8 @@ async function redis (fastify: FastifyInstance): Promise<void> {
   // A moved slot's old master drops its channels and ioredis looks the slot up again;
   // asked of a node that has not heard of the move yet, it would never resubscribe. (Not
   // ioredis's slotsRefreshInterval: a refresh under way at quit() re-arms its timer, and
-  // the process never exits.) The map is asked of a node over the reader's connection and
-  // compared with the subscriber's (src/cluster-slots.ts, its text made again after each of
-  // its refreshes); ioredis's refresh, ~6 ms of CPU, runs when they differ, and every
-  // SLOTS_FULL_REFRESH_MS anyway.
-  const subscriber = sub
-  let fullRefreshAt = Date.now() + SLOTS_FULL_REFRESH_MS
-  let table: string | null = null
-  if (subscriber instanceof Cluster) subscriber.on('refresh', () => { table = null })
-  let checking = false
-  // The map as a node answers it within 1 s (the reader's own timeout is 30 s), else null.
-  const askSlots = async (): Promise<unknown> => {
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<null>(resolve => { timer = setTimeout(() => resolve(null), 1000) })
-    try {
-      return await Promise.race([reader.cluster('SLOTS').catch(() => null), late])
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-  const checkSlots = async (): Promise<void> => {
-    if (!(subscriber instanceof Cluster) || subscriber.status !== 'ready' || checking) return
-    checking = true
-    try {
-      const due = Date.now() >= fullRefreshAt
-      const map = due || reader.status !== 'ready' ? null : replyMasters(await askSlots())
-      table ??= tableMasters(subscriber.slots)
-      if (map !== null && map === table) return
-      fullRefreshAt = Date.now() + SLOTS_FULL_REFRESH_MS
-      subscriber.refreshSlotsCache()
-    } finally {
-      checking = false
-    }
-  }
-  const refresher = subscriber instanceof Cluster
-    ? setInterval(() => { checkSlots().catch(() => {}) }, SLOTS_REFRESH_MS).unref()
-    : undefined
+  // the process never exits.) Checked first against a node's map: watchSlots.
+  const refresher = sub instanceof Cluster ? watchSlots(sub, reader) : undefined
   fastify.decorate('redis', { pub, sub, reader, mode, nodes })
   fastify.decorate('isRedisConnected', () => pub.status === 'ready' && sub.status === 'ready' && reader.status === 'ready')
   fastify.addHook('onClose', async () => {

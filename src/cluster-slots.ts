@@ -10,41 +10,36 @@ const SLOTS = 16384
 /** A CLUSTER SLOTS reply: [start, end, [host, port, id, ...], replicas...] per range. */
 type SlotsReply = Array<[number, number, ...Array<[string, number, ...unknown[]]>]>
 
-/** The ranges, in slot order, adjacent ones of one master joined; unserved slots left out. */
-function text (ranges: Array<[number, number, string]>): string {
-  ranges.sort((a, b) => a[0] - b[0])
-  const out: Array<[number, number, string]> = []
-  for (const r of ranges) {
-    const last = out.at(-1)
-    if (last !== undefined && last[2] === r[2] && last[1] + 1 === r[0]) last[1] = r[1]
-    else out.push([...r])
-  }
-  return out.map(([a, b, node]) => `${a}-${b} ${node}`).join(',')
+type Range = [start: number, end: number, node: string]
+
+/** Adds a range to `out`, joined to the last one when it goes on from it on the same node. */
+function add (out: Range[], start: number, end: number, node: string): void {
+  const last = out.at(-1)
+  if (last !== undefined && last[2] === node && last[1] + 1 === start) last[1] = end
+  else out.push([start, end, node])
 }
+
+const text = (ranges: Range[]): string => ranges.map(([a, b, node]) => `${a}-${b} ${node}`).join(',')
 
 /** The masters' ranges of a CLUSTER SLOTS reply; null when it is not one. */
 export function replyMasters (reply: unknown): string | null {
-  if (!Array.isArray(reply)) return null
-  const ranges: Array<[number, number, string]> = []
-  for (const range of reply as SlotsReply) {
-    if (!Array.isArray(range)) return null
+  if (!Array.isArray(reply) || !reply.every(range => Array.isArray(range))) return null
+  const ranges: Range[] = []
+  for (const range of [...reply as SlotsReply].sort((a, b) => a[0] - b[0])) {
     const [start, end, ...nodes] = range
     // As ioredis reads it: the first node with an address serves the range.
     const first = nodes.find(n => Array.isArray(n) && typeof n[0] === 'string' && n[0] !== '')
-    if (first !== undefined) ranges.push([start, end, `${first[0]}:${first[1]}`])
+    if (first !== undefined) add(ranges, start, end, `${first[0]}:${first[1]}`)
   }
   return text(ranges)
 }
 
 /** The masters' ranges of a client's slot table (one pass over the 16,384 slots). */
 export function tableMasters (slots: ArrayLike<string[] | undefined>): string {
-  const ranges: Array<[number, number, string]> = []
+  const ranges: Range[] = []
   for (let slot = 0; slot < SLOTS; slot++) {
     const node = slots[slot]?.[0] ?? ''
-    if (node === '') continue
-    const last = ranges.at(-1)
-    if (last !== undefined && last[2] === node && last[1] + 1 === slot) last[1] = slot
-    else ranges.push([slot, slot, node])
+    if (node !== '') add(ranges, slot, slot, node)
   }
   return text(ranges)
 }

@@ -33,6 +33,12 @@ export interface RegistryMetric {
   get: () => Promise<{ name: string, help: string, type: string, values: Sample[], aggregator: 'sum' }>
 }
 
+/** A metric for the registry whose samples `values` makes at scrape time. */
+function metric (name: string, help: string, type: RegistryMetric['type'], values: () => Sample[]): RegistryMetric {
+  const fields = { name, help, type, aggregator: 'sum' as const }
+  return { ...fields, get: async () => ({ ...fields, values: values() }) }
+}
+
 export class HttpMetrics {
   /** route -> method -> series: the route and method strings repeat, so no key is built per request. */
   private readonly routes = new Map<string, Map<string, Series>>()
@@ -62,39 +68,32 @@ export class HttpMetrics {
 
   /** http_requests_total, as a prom-client Counter with labels method, route, status printed it. */
   requests (): RegistryMetric {
-    const metric = { name: 'http_requests_total', help: 'HTTP requests', type: 'counter' as const, aggregator: 'sum' as const }
-    return {
-      ...metric,
-      get: async () => {
-        const values: Sample[] = []
-        for (const s of this.series()) {
-          for (const [status, value] of s.statuses) values.push({ labels: { method: s.method, route: s.route, status }, value })
-        }
-        return { ...metric, values }
+    return metric('http_requests_total', 'HTTP requests', 'counter', () => {
+      const values: Sample[] = []
+      for (const s of this.series()) {
+        for (const [status, value] of s.statuses) values.push({ labels: { method: s.method, route: s.route, status }, value })
       }
-    }
+      return values
+    })
   }
 
   /** http_request_duration_seconds, as a prom-client Histogram with labels method, route printed it. */
   durations (): RegistryMetric {
-    const metric = { name: 'http_request_duration_seconds', help: 'HTTP request duration', type: 'histogram' as const, aggregator: 'sum' as const }
-    return {
-      ...metric,
-      get: async () => {
-        const values: Sample[] = []
-        for (const s of this.series()) {
-          const labels = { method: s.method, route: s.route }
-          let below = 0
-          HTTP_DURATION_BUCKETS.forEach((le, b) => {
-            below += s.buckets[b]
-            values.push({ labels: { le, ...labels }, value: below, metricName: `${metric.name}_bucket` })
-          })
-          values.push({ labels: { le: '+Inf', ...labels }, value: s.count, metricName: `${metric.name}_bucket` })
-          values.push({ labels, value: s.sum, metricName: `${metric.name}_sum` })
-          values.push({ labels, value: s.count, metricName: `${metric.name}_count` })
-        }
-        return { ...metric, values }
+    const name = 'http_request_duration_seconds'
+    return metric(name, 'HTTP request duration', 'histogram', () => {
+      const values: Sample[] = []
+      for (const s of this.series()) {
+        const labels = { method: s.method, route: s.route }
+        let below = 0
+        HTTP_DURATION_BUCKETS.forEach((le, b) => {
+          below += s.buckets[b]
+          values.push({ labels: { le, ...labels }, value: below, metricName: `${name}_bucket` })
+        })
+        values.push({ labels: { le: '+Inf', ...labels }, value: s.count, metricName: `${name}_bucket` })
+        values.push({ labels, value: s.sum, metricName: `${name}_sum` })
+        values.push({ labels, value: s.count, metricName: `${name}_count` })
       }
-    }
+      return values
+    })
   }
 }
