@@ -6,7 +6,9 @@
 // target, order reversed every other round. Reports per target the median µs/request
 // (schedstat, all threads), the minimum, and the median of each round's bare/target ratio
 // (the same round's bare route: slow drifts of this shared machine cancel).
-// Usage: node bench/scenarios/request-cost.js REF[,REF...] [--rounds=16] [--requests=25000] [--connections=50] [--modes=local,redis]
+// --variants=NAME:ARGS;... adds, per ref and mode, a copy started with those node
+// arguments (space-separated), e.g. --variants='semi32:--max-semi-space-size=32'.
+// Usage: node bench/scenarios/request-cost.js REF[,REF...] [--rounds=16] [--requests=25000] [--connections=50] [--modes=local,redis] [--variants=...]
 // Bounded: a hard time limit; every process it starts dies with it.
 import autocannon from 'autocannon'
 import { spawnSync } from 'node:child_process'
@@ -16,13 +18,17 @@ import { median, table } from '../harness/report.js'
 import { cpuNs, startBareFastify, startRedis, startService, useRef } from '../harness/targets.js'
 
 const positional = process.argv.slice(2).filter(a => !a.startsWith('--'))
-const flags = Object.fromEntries(process.argv.slice(2).filter(a => a.startsWith('--')).map(a => { const [k, v] = a.slice(2).split('='); return [k, v ?? 'true'] }))
+const flags = Object.fromEntries(process.argv.slice(2).filter(a => a.startsWith('--')).map(a => { const at = a.indexOf('='); return at === -1 ? [a.slice(2), 'true'] : [a.slice(2, at), a.slice(at + 1)] }))
 const refs = (positional[0] ?? 'HEAD').split(',')
 const ROUNDS = Number(flags.rounds ?? 16)
 const REQUESTS = Number(flags.requests ?? 25000)
 const CONNECTIONS = Number(flags.connections ?? 50)
 const MODES = (flags.modes ?? 'local,redis').split(',')
-setTimeout(() => { console.error('request-cost: time limit'); process.exit(2) }, (ROUNDS * (1 + refs.length * MODES.length) * 10 + 300) * 1000).unref()
+const VARIANTS = [{ name: '', nodeArgs: [] }, ...(flags.variants ?? '').split(';').filter(v => v !== '').map(v => {
+  const at = v.indexOf(':')
+  return { name: v.slice(0, at), nodeArgs: v.slice(at + 1).split(' ').filter(a => a !== '') }
+})]
+setTimeout(() => { console.error('request-cost: time limit'); process.exit(2) }, (ROUNDS * (1 + refs.length * MODES.length * VARIANTS.length) * 10 + 300) * 1000).unref()
 
 const cores = availableParallelism()
 const pinned = spawnSync('taskset', ['-V']).status === 0 && cores > 1
@@ -53,9 +59,11 @@ try {
   for (const ref of refs) {
     const sha = useRef(ref)
     for (const mode of MODES) {
-      const t = await startService({ name: `cost-${sha}-${mode}`, redisUrl: mode === 'redis' ? redis.url : '', prefix: `bench:${process.pid}:${sha}:` })
-      stops.push(t)
-      targets.push({ name: `${ref} (${sha}) ${mode === 'redis' ? '+ Redis' : 'no Redis'}`, t })
+      for (const v of VARIANTS) {
+        const t = await startService({ name: `cost-${sha}-${mode}${v.name}`, redisUrl: mode === 'redis' ? redis.url : '', prefix: `bench:${process.pid}:${sha}${v.name}:`, nodeArgs: v.nodeArgs })
+        stops.push(t)
+        targets.push({ name: `${ref} (${sha})${v.name === '' ? '' : ` ${v.name} (${v.nodeArgs.join(' ')})`} ${mode === 'redis' ? '+ Redis' : 'no Redis'}`, t })
+      }
     }
   }
   for (const x of targets) {
