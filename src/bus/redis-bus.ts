@@ -88,6 +88,19 @@ interface Waiter {
 /** The events of one log in a publish call, with their uids and priors (see pack()). */
 type Parts = Array<{ event: Outgoing, uid: string, priors: string }>
 
+/** A publish script call, ready to be sent (RedisBus.call). */
+interface Call {
+  groups: Array<{ log: string, part: Parts }>
+  keys: string[]
+  master: string
+  /** In the master's clock; '' for none (its clock unknown). */
+  deadline: number | ''
+  /** Written with its entries: a lost reply is settled by it. */
+  tag: string
+  packs: Buffer[]
+  started: number
+}
+
 /** The copies of an event of several topics stopped at a log: those before it got theirs. */
 class CopiesFailed extends Error {
   constructor (readonly written: string[], readonly positions: string[], readonly reason: Error) {
@@ -476,8 +489,12 @@ export class RedisBus implements Bus {
         call.events += part.length
       }
     }
-    await Promise.all(calls.map(async ({ groups }) => {
-      const outcomes = await this.sendLogs(groups.map(({ log, part }) => ({ log, part: part.map(p => ({ event: p.event, uid: '', priors: '' })) })), '')
+    const parts = calls.map(({ groups }) => groups.map(({ log, part }) => ({ log, part: part.map(p => ({ event: p.event, uid: '', priors: '' })) })))
+    // Several calls (a Redis Cluster's logs, or a batch over CALL_EVENTS / CALL_LOGS): those
+    // that can go at once leave together, one write per master; a log's calls all go one way.
+    const now = calls.length === 1 ? [null] : this.together(() => parts.map(p => { const c = this.callNow(p, ''); return c === null ? null : this.sendCall(c) }))
+    await Promise.all(calls.map(async ({ groups }, c) => {
+      const outcomes = await (now[c] ?? this.sendLogs(parts[c], ''))
         .catch((err: Error) => groups.map(() => err))
       groups.forEach(({ part }, g) => {
         const ids = outcomes[g]
@@ -551,11 +568,40 @@ export class RedisBus implements Bus {
     // Its deadline in the master's clock, as its last reply showed it; for a master not heard
     // from yet, another master's (clocks kept by NTP agree to well under LATE_MS); when none
     // is known, or after a LATE refusal showed it wrong, that master's clock read first.
-    let offset = master === '' ? undefined : this.offsets.get(master) ?? this.anyOffset()
+    let offset = this.offsetOf(master)
     if (master !== '' && (offset === undefined || Number.isNaN(offset))) offset = await this.readClock(keys[0], master)
+    return await this.sendCall(this.call(groups, keys, master, offset, origin, started))
+  }
+
+  /**
+   * The call for the logs' events when it can go at once: its master connected and its
+   * clock known (as sendLogs would find them, without waiting); else null.
+   */
+  private callNow (groups: Array<{ log: string, part: Parts }>, origin: string): Call | null {
+    const started = performance.now()
+    const keys = groups.map(({ log }) => logKey(this.opts.prefix, log))
+    const master = this.masterReady(keys[0])
+    if (master === null) return null
+    const offset = this.offsetOf(master)
+    if (master !== '' && (offset === undefined || Number.isNaN(offset))) return null
+    return this.call(groups, keys, master, offset, origin, started)
+  }
+
+  private offsetOf (master: string): number | undefined {
+    return master === '' ? undefined : this.offsets.get(master) ?? this.anyOffset()
+  }
+
+  private call (groups: Array<{ log: string, part: Parts }>, keys: string[], master: string, offset: number | undefined, origin: string, started: number): Call {
     const deadline = offset === undefined || Number.isNaN(offset) ? '' : Math.ceil(clockMs() + offset + LATE_MS)
     const tag = `${this.uidStem}:${(this.calls++).toString(36)}`
-    const packs = groups.map(({ part }) => pack(part, origin))
+    return { groups, keys, master, deadline, tag, packs: groups.map(({ part }) => pack(part, origin)), started }
+  }
+
+  /**
+   * Sends the call (its command is written, or queued by ioredis, before this returns its
+   * promise) and reads the reply: per log, its positions or why it was not published.
+   */
+  private async sendCall ({ groups, keys, master, deadline, tag, packs, started }: Call): Promise<Array<string[] | Error>> {
     const { historySize, historyTtlMs } = this.opts
     let reply: string[]
     const sentAt = performance.now()
@@ -654,11 +700,36 @@ export class RedisBus implements Bus {
    * that connection is still being made as if it had been lost: wait for it instead.
    * Returns the key's master ('redis' for a standalone one; '' when no slot map has it).
    */
+  /** The key's master when its connection is ready now (as masterConnected would return it at once); else null. */
+  private masterReady (key: string): string | null {
+    const owner = this.ownerOf(key)
+    if (!('nodes' in this.pub) || owner === '') return owner
+    return this.masterNode(this.pub, owner)?.status === 'ready' ? owner : null
+  }
+
+  private masterNode (cluster: Cluster, owner: string): Redis | undefined {
+    return cluster.nodes('master').find(n => `${n.options.host}:${n.options.port}` === owner)
+  }
+
+  /**
+   * Runs `send` with the ready publishing connections corked: the calls it makes leave in
+   * one write per connection (one writev), not one write each.
+   */
+  private together<T> (send: () => T): T {
+    const streams = ('nodes' in this.pub ? this.pub.nodes('master') : [this.pub]).flatMap(r => r.status === 'ready' ? [r.stream] : [])
+    for (const stream of streams) stream.cork()
+    try {
+      return send()
+    } finally {
+      for (const stream of streams) stream.uncork()
+    }
+  }
+
   private async masterConnected (key: string): Promise<string> {
     const owner = this.ownerOf(key)
     if (!('nodes' in this.pub) || owner === '') return owner
     const cluster = this.pub
-    const find = (): Redis | undefined => cluster.nodes('master').find(n => `${n.options.host}:${n.options.port}` === owner)
+    const find = (): Redis | undefined => this.masterNode(cluster, owner)
     let node = find()
     // Its connection ended and left the pool: a publish would go through a MOVED to a new
     // one, the same race. The slot map brings it back, not yet connected.

@@ -3,7 +3,7 @@
 // instance, events of several topics across masters, and a master SIGKILLed mid-stream.
 import t from 'tap'
 import { notify, openStream, startInstance, type Instance, type SseClient } from '../helpers/instance.js'
-import { keySlot, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
+import { keySlot, oneShot, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
 
 async function instances (t: Parameters<typeof startInstance>[0], cluster: TestCluster, n: number): Promise<Instance[]> {
   const prefix = `rc${Math.random().toString(36).slice(2, 6)}:`
@@ -113,6 +113,45 @@ t.test('a Redis Cluster: found from one node, exactly once and in order per topi
   await resumed.untilEvents(8, 10000)
   await new Promise(resolve => setTimeout(resolve, 300))
   t.equal(data(resumed).filter(d => d === 'idempotent').length, 1, 'delivered once')
+})
+
+t.test('a batch over topics on every master: each master reads its calls in one go, and every client gets its events once, in order', async t => {
+  const cluster = await startCluster(t, { replicas: 0 })
+  const [node] = await instances(t, cluster, 1)
+  const prefix = node.app.config.REDIS_PREFIX
+  const topics = Array.from({ length: 60 }, (_, i) => `b${i}`)
+  const masters = new Map<number, string[]>()
+  for (const topic of topics) {
+    const port = await cluster.masterForSlot(keySlot(`${prefix}{${topic}}`))
+    masters.set(port, [...(masters.get(port) ?? []), topic])
+  }
+  t.equal(masters.size, 3, `60 topics over the 3 masters: ${[...masters.values()].map(l => l.length).join(', ')}`)
+  const clients = await Promise.all(topics.map(async topic => await openStream(t, `${node.url}/stream?topic=${topic}`)))
+  const batch = (round: number): unknown[] => topics.flatMap(topic => [{ topic, data: `${topic}-${round}a` }, { topic, data: `${topic}-${round}b` }])
+  // The first batch finds each master's clock; the second is the one counted.
+  t.equal((await notify(node.url, batch(0))).status, 202)
+  const reads = async (): Promise<number[]> => await Promise.all([...masters.keys()].map(async port => {
+    const info = String(await oneShot(port, ['INFO', 'stats']))
+    return Number(/total_reads_processed:(\d+)/.exec(info)?.[1])
+  }))
+  // What counting costs (the INFO connections' own reads), then the batch.
+  const start = await reads()
+  const before = await reads()
+  const res = await notify(node.url, batch(1))
+  const after = await reads()
+  t.equal(res.status, 202)
+  t.equal(res.body.ids.length, 120)
+  // One call per topic (about 20 a master): sent together, a master reads them in a read
+  // or two; sent one by one, in about one read each.
+  const calls = [...masters.values()].map(l => l.length)
+  after.forEach((n, m) => {
+    const batchReads = n - before[m] - (before[m] - start[m])
+    t.ok(batchReads <= 5, `master ${m + 1}: ${batchReads} reads for its ${calls[m]} calls`)
+  })
+  for (const [i, c] of clients.entries()) {
+    await c.untilEvents(4, 10000)
+    t.same(c.events.map(e => e.data), [0, 1].flatMap(r => [`${topics[i]}-${r}a`, `${topics[i]}-${r}b`]), `${topics[i]}: its four events once, in order`)
+  }
 })
 
 t.test('a master SIGKILLed while events flow: its replica takes over, the instances follow, every event once or a reset', async t => {
