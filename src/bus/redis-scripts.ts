@@ -93,6 +93,18 @@ for k = 1, #KEYS do
   end
 end
 if #KEYS == 1 and refused[1] then return redis.error_reply(refused[1]) end
+-- Only memory is at stake here: a user without DUMP or RESTORE keeps the 4 KB node. The
+-- dump keeps entries-added and the last and deleted ids the gap check reads; the TTL is
+-- given back as it was. The logs a partial call wrote are fitted too.
+for k = 1, #KEYS do
+  if not refused[k] and redis.pcall('XLEN', KEYS[k]) == #written[k] then
+    local dump = redis.pcall('DUMP', KEYS[k])
+    if type(dump) == 'string' then
+      local left = redis.pcall('PTTL', KEYS[k])
+      redis.pcall('RESTORE', KEYS[k], type(left) == 'number' and left > 0 and left or 0, dump, 'REPLACE')
+    end
+  end
+end
 local out = {}
 if next(refused) then
   out[1] = 'partial'
@@ -101,18 +113,6 @@ if next(refused) then
 end
 for k = 1, #KEYS do
   for _, id in ipairs(written[k]) do out[#out + 1] = id end
-end
--- Only memory is at stake here: a user without DUMP or RESTORE keeps the 4 KB node. The
--- dump keeps entries-added and the last and deleted ids the gap check reads; the TTL is
--- given back as it was.
-for k = 1, #KEYS do
-  if redis.pcall('XLEN', KEYS[k]) == #written[k] then
-    local dump = redis.pcall('DUMP', KEYS[k])
-    if type(dump) == 'string' then
-      local left = redis.pcall('PTTL', KEYS[k])
-      redis.pcall('RESTORE', KEYS[k], type(left) == 'number' and left > 0 and left or 0, dump, 'REPLACE')
-    end
-  end
 end
 return out
 `

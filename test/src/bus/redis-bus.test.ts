@@ -112,10 +112,13 @@ t.test('a batch over several topics: each event gets its own position in its top
   t.same(ids, [x[0], y[0], x[1], z[0], y[1]], 'the ids are the events\' positions in their logs, in the batch\'s order')
   // A key of another type where a log would be: Redis refuses that call alone.
   await admin.set('test:{w}', 'not a stream')
-  const err = await a.bus.publish([event('x', 2), event('w', 0), event('y', 2)]).then(() => null, (e: Error & { published?: string[][], unpublished?: string[][] }) => e)
+  const err = await a.bus.publish([event('x', 2), event('w', 0), event('y', 2), event('v', 0)]).then(() => null, (e: Error & { published?: string[][], unpublished?: string[][] }) => e)
   t.ok(err !== null, 'the batch with a refused topic fails')
-  t.same([err?.published, err?.unpublished], [[['x'], [], ['y']], [[], ['w'], []]], 'naming the one event that was not published')
-  t.same([(await logIds('x')).length, (await logIds('y')).length], [3, 3], 'the others are in their logs')
+  t.same([err?.published, err?.unpublished], [[['x'], [], ['y'], ['v']], [[], ['w'], [], []]], 'naming the one event that was not published')
+  t.same([(await logIds('x')).length, (await logIds('y')).length, (await logIds('v')).length], [3, 3, 1], 'the others are in their logs')
+  // A log the partial call began holds one small event: fitted, not the 4 KB node Redis gave it.
+  const usage = Number(await admin.memory('USAGE', 'test:{v}'))
+  t.ok(usage < 2000, `the new log the partial call wrote is fitted: ${usage} bytes`)
 })
 
 t.test('after a LATE refusal (the master\'s clock not what the bus took it for), the next publish reads that clock first: its lost reply is settled', async t => {
