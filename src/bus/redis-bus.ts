@@ -404,11 +404,14 @@ export class RedisBus implements Bus {
   }
 
   // Its readers go live before the subscription: once made, it brings what was published
-  // since (a second early, for the clocks of this host and Redis).
+  // since, a second early. In the master's clock as its last reply showed it (this host's
+  // clock when none is known): a host clock ahead of Redis's would skip what came between.
   private openUnsubscribed (log: string): void {
     const w = this.watches.get(log)
     if (w === undefined || w.since !== null) return
-    w.since = `${Date.now() - 1000}-0`
+    const offset = this.offsetOf(this.ownerOf(logKey(this.opts.prefix, log)))
+    const now = offset === undefined || Number.isNaN(offset) ? Date.now() : Math.floor(clockMs() + offset)
+    w.since = `${now - 1000}-0`
     this.opts.listener.ready(log, undefined)
   }
 
