@@ -698,11 +698,6 @@ export class RedisBus implements Bus {
     throw cause
   }
 
-  /**
-   * A cluster connects to a master at its first command, and fails a command sent while
-   * that connection is still being made as if it had been lost: wait for it instead.
-   * Returns the key's master ('redis' for a standalone one; '' when no slot map has it).
-   */
   /** The key's master when its connection is ready now (as masterConnected would return it at once); else null. */
   private masterReady (key: string): string | null {
     const owner = this.ownerOf(key)
@@ -728,6 +723,11 @@ export class RedisBus implements Bus {
     }
   }
 
+  /**
+   * A cluster connects to a master at its first command, and fails a command sent while
+   * that connection is still being made as if it had been lost: wait for it instead.
+   * Returns the key's master ('redis' for a standalone one; '' when no slot map has it).
+   */
   private async masterConnected (key: string): Promise<string> {
     const owner = this.ownerOf(key)
     if (!('nodes' in this.pub) || owner === '') return owner
