@@ -29,7 +29,7 @@ export class LocalBus implements Bus {
    * a publisher that sends the next event after each answer: under a fan-out, one more
    * slice of the hub's writes goes out first, so each write carries fewer events and the
    * pass over the clients is shorter (bench/RESULTS.md: burst p99 with one publish in flight
-   * 1.45x -> ~1.3x nchan's, deliveries/s 8.5x -> 6.5x). With no fan-out the turn is empty.
+   * 1.43x -> 1.30x nchan's, deliveries/s 9x -> 6.4x). With no fan-out the turn is empty.
    */
   private turnEnd: Promise<void> | null = null
   private readonly endTurn = (resolve: () => void): void => {

@@ -133,6 +133,9 @@ const SETTLE_MS = 2000
 const NOT_SENT = /enableOfflineQueue options is false/
 /** This host's clock in ms, monotonic (Date.now() can step). */
 const clockMs = (): number => performance.timeOrigin + performance.now()
+
+/** A master's clock offset that can be used: known, and not put in doubt by a LATE refusal (NaN). */
+const known = (offset: number | undefined): offset is number => offset !== undefined && !Number.isNaN(offset)
 /** Redis refusing a command (not a lost connection): health says so until a proof passes. */
 const REFUSAL = /NOPERM|can't run this command|NOSCRIPT|READONLY|OOM|CROSSSLOT|ERR/
 
@@ -410,7 +413,7 @@ export class RedisBus implements Bus {
     const w = this.watches.get(log)
     if (w === undefined || w.since !== null) return
     const offset = this.offsetOf(this.ownerOf(logKey(this.opts.prefix, log)))
-    const now = offset === undefined || Number.isNaN(offset) ? Date.now() : Math.floor(clockMs() + offset)
+    const now = known(offset) ? Math.floor(clockMs() + offset) : Date.now()
     w.since = `${now - 1000}-0`
     this.opts.listener.ready(log, undefined)
   }
@@ -572,7 +575,7 @@ export class RedisBus implements Bus {
     // from yet, another master's (clocks kept by NTP agree to well under LATE_MS); when none
     // is known, or after a LATE refusal showed it wrong, that master's clock read first.
     let offset = this.offsetOf(master)
-    if (master !== '' && (offset === undefined || Number.isNaN(offset))) offset = await this.readClock(keys[0], master)
+    if (master !== '' && !known(offset)) offset = await this.readClock(keys[0], master)
     return await this.sendCall(this.call(groups, keys, master, offset, origin, started))
   }
 
@@ -586,7 +589,7 @@ export class RedisBus implements Bus {
     const master = this.masterReady(keys[0])
     if (master === null) return null
     const offset = this.offsetOf(master)
-    if (master !== '' && (offset === undefined || Number.isNaN(offset))) return null
+    if (master !== '' && !known(offset)) return null
     return this.call(groups, keys, master, offset, origin, started)
   }
 
@@ -595,7 +598,7 @@ export class RedisBus implements Bus {
   }
 
   private call (groups: Array<{ log: string, part: Parts }>, keys: string[], master: string, offset: number | undefined, origin: string, started: number): Call {
-    const deadline = offset === undefined || Number.isNaN(offset) ? '' : Math.ceil(clockMs() + offset + LATE_MS)
+    const deadline = known(offset) ? Math.ceil(clockMs() + offset + LATE_MS) : ''
     const tag = `${this.uidStem}:${(this.calls++).toString(36)}`
     return { groups, keys, master, deadline, tag, packs: groups.map(({ part }) => pack(part, origin)), started }
   }
