@@ -30,6 +30,7 @@ async function fanout (fastify: FastifyInstance): Promise<void> {
     advance: hub.advance.bind(hub),
     head: hub.head.bind(hub),
     ready: hub.ready.bind(hub),
+    paced: hub.paced.bind(hub),
     lost: log => {
       fastify.log.warn({ topic: log }, 'events of a topic were missed and are no longer in history: ending its streams so clients resume and get a reset')
       hub.closeLog(log)

@@ -8,6 +8,12 @@ import { compareIds } from './event-id.js'
 /** How long one turn writes queued clients before it lets the event loop read what came in. */
 const SLICE_MS = 4
 
+/**
+ * A publish answered while a pass is under way waits until the hub has written this
+ * share of the clients then queued (`paced`): 1/4 (bench/RESULTS.md: 1/2 to 1/6 tried).
+ */
+const PACE_PARTS = 4
+
 /** What the hub needs of a socket (node's ServerResponse or net.Socket fit). */
 export interface Sink {
   write (chunk: Buffer): boolean
@@ -134,6 +140,9 @@ export class Hub {
   private passLeft = 0
   private passStarted = 0
   private passOldest = Infinity
+  /** Queued clients written so far (a count that only grows), and the publishes waiting for it. */
+  private written = 0
+  private readonly pacedWaiters: Array<{ at: number, resolve: () => void }> = []
   delivered = 0
   dropped = 0
   slowDisconnected = 0
@@ -348,13 +357,40 @@ export class Hub {
     for (const client of this.clients) this.close(client)
   }
 
+  /**
+   * Null when no clients wait to be written; else a promise that settles once the hub has
+   * written a quarter of those that wait now (or all of them). A publisher that sends its
+   * next event after each answer then adds events at the pace the sockets take them: each
+   * write carries a few events, not every one that came during a pass.
+   */
+  paced (): Promise<void> | null {
+    const waiting = this.dirty.length - this.dirtyHead
+    if (waiting === 0) return null
+    const at = this.written + Math.ceil(waiting / PACE_PARTS)
+    return new Promise(resolve => this.pacedWaiters.push({ at, resolve }))
+  }
+
+  private settlePaced (): void {
+    const waiters = this.pacedWaiters
+    if (waiters.length === 0) return
+    const all = this.dirtyHead === this.dirty.length
+    let kept = 0
+    for (const w of waiters) {
+      if (all || w.at <= this.written) w.resolve()
+      else waiters[kept++] = w
+    }
+    waiters.length = kept
+  }
+
   /** Writes every client's queued frames now, each as one chunk. */
   flush (): void {
     if (this.dirtyHead < this.dirty.length && this.passLeft === 0) this.beginPass()
+    this.written += this.dirty.length - this.dirtyHead
     while (this.dirtyHead < this.dirty.length) this.writeQueued(this.dirty[this.dirtyHead++])
     this.dirty = []
     this.dirtyHead = 0
     if (this.passLeft > 0) this.endPass()
+    this.settlePaced()
   }
 
   /**
@@ -370,9 +406,11 @@ export class Hub {
     while (this.dirtyHead < dirty.length) {
       if (this.passLeft === 0) this.beginPass()
       this.writeQueued(dirty[this.dirtyHead++])
+      this.written++
       if (--this.passLeft === 0) this.endPass()
       if ((++n & 63) === 0 && performance.now() >= deadline) break
     }
+    this.settlePaced()
     if (this.dirtyHead === dirty.length) {
       this.dirty = []
       this.dirtyHead = 0

@@ -36,6 +36,8 @@ export interface BusListener {
   ready: (log: string, head: string | null | undefined) => void
   /** This instance missed events of `log` that history no longer has: its readers must resume. */
   lost: (log: string) => void
+  /** Null, or when to answer a publish so that a sequential publisher keeps pace with the writes (Hub.paced). */
+  paced?: () => Promise<void> | null
 }
 
 export interface Bus {

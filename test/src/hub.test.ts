@@ -508,6 +508,36 @@ t.test('a long flush goes on over several turns: an event that arrives meanwhile
   t.ok(passes[0][1] - passes[0][0] >= 1000 * 0.02, 'the first pass lasted its 1,000 writes, over several turns')
 })
 
+t.test('paced: no wait with nothing queued; under a pass, settled once a quarter of the queued clients are written', async t => {
+  const hub = new Hub({ bufferBytes: 1 << 20, watch: () => {}, unwatch: () => {} })
+  // 2,000 clients x 20 us = 40 ms of writes: a pass over ten slices or more.
+  const sinks = Array.from({ length: 2000 }, () => new SlowSink(20))
+  for (const sink of sinks) hub.add(new Client(sink, ['a']))
+  hub.ready('a', null)
+  hub.ready('*', null)
+  t.equal(hub.paced(), null, 'no pass under way: an answer need not wait')
+  for (const d of event(['a'], '1-0', 'one')) hub.deliver(d)
+  const written = (): number => sinks.filter(s => s.bufs.length > 0).length
+  const at = { settle: -1 }
+  const pace = hub.paced()!.then(() => { at.settle = written() })
+  for (let i = 0; i < 200 && at.settle === -1; i++) await turn()
+  await pace
+  t.ok(at.settle >= 500, `settled once 500 of the 2,000 were written, not before (${at.settle})`)
+  t.ok(at.settle < 2000, `and before the pass ended (${at.settle})`)
+  for (let i = 0; i < 200 && written() < 2000; i++) await turn()
+  t.equal(hub.paced(), null, 'the pass over: no wait')
+
+  // A flush (a stream's end, shutdown) writes everyone at once: the waits settle with it.
+  for (const d of event(['a'], '2-0', 'two')) hub.deliver(d)
+  let settled = false
+  const flushed = hub.paced()!.then(() => { settled = true })
+  hub.flush()
+  await Promise.resolve()
+  t.ok(settled, 'a flush settles the waits')
+  await flushed
+  t.ok(sinks.every(s => s.seen.length === 2), 'every client got both events')
+})
+
 t.test('a stream closed while frames wait for their write gets them before its end', async t => {
   const hub = new Hub({ bufferBytes: 1 << 20, watch: () => {}, unwatch: () => {} })
   const sink = new FakeSink()

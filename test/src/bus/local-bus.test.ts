@@ -5,7 +5,7 @@ import { LocalBus } from '../../../src/bus/local-bus.js'
 import { compareIds, isEventId } from '../../../src/event-id.js'
 import type { Delivery } from '../../../src/hub.js'
 
-function setup (historySize = 100): { bus: LocalBus, got: Delivery[], readies: Array<[string, string | null | undefined]> } {
+function setup (historySize = 100, paced?: BusListener['paced']): { bus: LocalBus, got: Delivery[], readies: Array<[string, string | null | undefined]> } {
   const got: Delivery[] = []
   const readies: Array<[string, string | null | undefined]> = []
   const listener: BusListener = {
@@ -13,7 +13,8 @@ function setup (historySize = 100): { bus: LocalBus, got: Delivery[], readies: A
     advance: () => { throw new Error('no outage in single mode') },
     head: () => null,
     ready: (log, head) => { readies.push([log, head]) },
-    lost: () => { throw new Error('no lost history in single mode') }
+    lost: () => { throw new Error('no lost history in single mode') },
+    paced
   }
   const bus = new LocalBus({ historySize, historyTtlMs: 0, listener })
   return { bus, got, readies }
@@ -112,4 +113,26 @@ t.test('publishes of one turn are delivered at once and answered together at the
   t.same(order, ['turn ended', 'answer 1', 'answer 2'], 'both answers after the turn, in publish order')
   await bus.publish([{ topics: ['a'], body: 'data: 3\n\n' }])
   t.equal(got.length, 3, 'a publish in a later turn gets an answer of its own')
+})
+
+t.test('under a fan-out the answers wait for the hub\'s pace, one wait for a turn\'s publishes', async t => {
+  let gate: Promise<void> | null = null
+  let open = (): void => {}
+  let asked = 0
+  const { bus, got } = setup(100, () => { asked++; return gate })
+  t.teardown(() => bus.close())
+  gate = new Promise(resolve => { open = resolve })
+  const answered: string[] = []
+  const a = bus.publish([{ topics: ['a'], body: 'data: 1\n\n' }]).then(() => answered.push('1'))
+  const b = bus.publish([{ topics: ['a'], body: 'data: 2\n\n' }]).then(() => answered.push('2'))
+  t.equal(got.length, 2, 'delivered at once')
+  for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
+  t.same(answered, [], 'no answer while the hub has not written its share')
+  t.equal(asked, 1, 'the turn asked once')
+  open()
+  await Promise.all([a, b])
+  t.same(answered, ['1', '2'], 'then both, in publish order')
+  gate = null
+  await bus.publish([{ topics: ['a'], body: 'data: 3\n\n' }])
+  t.equal(asked, 2, 'no fan-out under way: answered after the turn as before')
 })
