@@ -31,7 +31,7 @@ export class LocalBus implements Bus {
    * publishes. That paces a publisher that sends the next event after each answer to the
    * writes: each write carries a few events, not all that came during a pass over the
    * clients, so the pass stays short (bench/RESULTS.md: 10,000 clients, one publish in
-   * flight, burst p99 1.30x -> ~1.03x nchan's, deliveries/s 6.4x -> ~2.5x). With no
+   * flight, burst p99 1.36x -> 1.03x nchan's, deliveries/s 6.2x -> 2.6x, medians). With no
    * fan-out under way neither wait holds anything up.
    */
   private turnEnd: Promise<void> | null = null
