@@ -359,7 +359,7 @@ export class Hub {
 
   /**
    * Null when no clients wait to be written; else a promise that settles once the hub has
-   * written a quarter of those that wait now (or all of them). A publisher that sends its
+   * written a PACE_PARTS-th of those that wait now (or all of them). A publisher that sends its
    * next event after each answer then adds events at the pace the sockets take them: each
    * write carries a few events, not every one that came during a pass.
    */
@@ -406,10 +406,10 @@ export class Hub {
     while (this.dirtyHead < dirty.length) {
       if (this.passLeft === 0) this.beginPass()
       this.writeQueued(dirty[this.dirtyHead++])
-      this.written++
       if (--this.passLeft === 0) this.endPass()
       if ((++n & 63) === 0 && performance.now() >= deadline) break
     }
+    this.written += n
     this.settlePaced()
     if (this.dirtyHead === dirty.length) {
       this.dirty = []
